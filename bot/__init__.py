@@ -1,0 +1,1 @@
+"""tutorbot: an AI tutor that lives in Slack."""

@@ -1,0 +1,390 @@
+"""The quiz's life: a ``display_quiz`` call becomes a message, clicks become answers, and
+complete answers become the call's tool output.
+
+Everything about an open quiz lives in the store, so clicks after a restart work, and
+decisions use the store's copy only: a payload's ``value`` or ``private_metadata`` merely
+points at a quiz, which is then checked (channel, message, student, status, indices).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from bot.domain import QuestionType, Quiz, QuizStatus, Thread, Turn, TurnStatus
+from bot.quiz.answers import (
+    answers_as_user_message,
+    choice_answer,
+    skipped_output,
+    tool_output_for,
+    validate_free_answer,
+)
+from bot.quiz.blocks import (
+    FREE_INPUT_BLOCK,
+    QuizPayloadError,
+    closed_quiz_message,
+    free_response_modal,
+    quiz_message,
+)
+from bot.quiz.schema import DISPLAY_QUIZ_NAME
+from bot.quiz.validate import QuizValidationError, error_output, parse_quiz_arguments
+from bot.replies import Replies, SlackError
+from bot.runtime.base import RunResult, ToolOutput
+from store.base import Store
+
+log = logging.getLogger(__name__)
+
+# Called with (thread id, parent turn id, batch run id, user) once a run's quizzes are answered.
+EnqueueAnswers = Callable[[int, int, str, str | None], Awaitable[object]]
+
+NOT_FOUND = "I can't find that quiz any more."
+NOT_YOURS = "This quiz is for <@{student}>. Ask me for your own with `/tutor quiz <topic>`."
+CLOSED = {
+    QuizStatus.ANSWERED: "This quiz was already submitted.",
+    QuizStatus.SUBMITTED: "This quiz was already submitted.",
+    QuizStatus.SKIPPED: "This quiz was skipped because the conversation moved on.",
+    QuizStatus.EXPIRED: "This quiz has expired; your answers were sent as a message.",
+    QuizStatus.INVALID: NOT_FOUND,
+}
+INCOMPLETE = "Please answer every question first ({missing} left), then press Submit."
+CLICK_AGAIN = "That took a little too long — please click the button again."
+
+
+def batch_key(run_id: str, first_call_id: str) -> str:
+    """Names one round of function calls: an Assistants run keeps its id across rounds."""
+    return f"{run_id}#{first_call_id}"
+
+
+def run_id_of(batch: str) -> str:
+    return batch.split("#", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """The answers of one run's quizzes, ready to go back to the model."""
+
+    batch_run_id: str
+    quizzes: list[Quiz]
+    outputs: list[ToolOutput]
+
+    @property
+    def as_message(self) -> str:
+        return answers_as_user_message(
+            [q for q in self.quizzes if q.status is not QuizStatus.INVALID]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FreeResponseResult:
+    errors: dict[str, str] | None  # view_submission field errors (keep the modal open)
+    quiz: Quiz | None  # the updated quiz, whose message should be refreshed after the ack
+
+
+class QuizFlow:
+    def __init__(self, *, store: Store, replies: Replies) -> None:
+        self._store = store
+        self._replies = replies
+        self.enqueue_answers: EnqueueAnswers | None = None
+
+    # -- from the run: open quizzes ------------------------------------------------------
+
+    async def open_quizzes(
+        self, thread: Thread, turn: Turn, result: RunResult, student: str | None
+    ) -> list[ToolOutput] | None:
+        """Post a message per valid ``display_quiz`` call of a run that requires action.
+
+        Returns None when at least one quiz now waits for the student; otherwise (every call
+        invalid or unknown) the error outputs to submit right away.
+        """
+        outputs: list[ToolOutput] = []
+        opened = False
+        if not result.tool_calls:
+            return outputs
+        batch = batch_key(result.run_id, result.tool_calls[0].call_id)
+        for call in result.tool_calls:
+            if call.name != DISPLAY_QUIZ_NAME:
+                error = json.dumps(
+                    {
+                        "error": f"Unknown function {call.name!r}; only "
+                        f"{DISPLAY_QUIZ_NAME} is available."
+                    }
+                )
+                await self._create(
+                    thread,
+                    turn,
+                    batch,
+                    call.call_id,
+                    student,
+                    title="",
+                    questions=(),
+                    status=QuizStatus.INVALID,
+                    error=error,
+                )
+                outputs.append(ToolOutput(call.call_id, error))
+                continue
+            try:
+                spec = parse_quiz_arguments(call.arguments)
+            except QuizValidationError as exc:
+                log.info("display_quiz %s rejected: %s", call.call_id, exc)
+                error = error_output(exc)
+                await self._create(
+                    thread,
+                    turn,
+                    batch,
+                    call.call_id,
+                    student,
+                    title="",
+                    questions=(),
+                    status=QuizStatus.INVALID,
+                    error=error,
+                )
+                outputs.append(ToolOutput(call.call_id, error))
+                continue
+            quiz = await self._create(
+                thread,
+                turn,
+                batch,
+                call.call_id,
+                student,
+                title=spec.title,
+                questions=spec.questions,
+                status=QuizStatus.OPEN,
+                error=None,
+            )
+            opened = True
+            if quiz.message_ts is None:  # not posted yet (a resumed turn may have posted it)
+                text, blocks = quiz_message(quiz)
+                ts = await self._replies.post(
+                    thread.key.channel, text, thread_ts=thread.key.thread_ts, blocks=blocks
+                )
+                await self._store.set_quiz_message(quiz.id, ts)
+        return None if opened else outputs
+
+    async def _create(
+        self,
+        thread: Thread,
+        turn: Turn,
+        batch: str,
+        call_id: str,
+        student: str | None,
+        *,
+        title: str,
+        questions: Sequence,
+        status: QuizStatus,
+        error: str | None,
+    ) -> Quiz:
+        return await self._store.create_quiz(
+            turn_id=turn.id,
+            thread_id=thread.id,
+            call_id=call_id,
+            title=title,
+            questions=list(questions),
+            status=status,
+            channel=thread.key.channel,
+            remote_run_id=batch,
+            student_id=student,
+            error_output=error,
+        )
+
+    # -- from the run: skip or submit ----------------------------------------------------
+
+    async def skip_open(self, thread: Thread) -> tuple[str | None, list[ToolOutput]]:
+        """The student wrote again while a quiz was open: close it so the run can move on.
+
+        Unanswered quizzes get a "moved on" output; fully answered ones (waiting for their
+        submission) send their real answers. Returns (run id that asked, outputs).
+        """
+        waiting = await self._store.list_quizzes(
+            thread_id=thread.id, statuses=[QuizStatus.OPEN, QuizStatus.ANSWERED]
+        )
+        if not waiting:
+            return None, []
+        batch = waiting[-1].remote_run_id
+        batch_quizzes = await self._store.list_quizzes(thread_id=thread.id, remote_run_id=batch)
+        outputs: list[ToolOutput] = []
+        for quiz in batch_quizzes:
+            if quiz.status is QuizStatus.INVALID:
+                outputs.append(ToolOutput(quiz.call_id, quiz.error_output or skipped_output()))
+            elif quiz.status is QuizStatus.ANSWERED and quiz.is_complete:
+                if await self._store.transition_quizzes(
+                    [quiz.id], QuizStatus.SUBMITTED, from_statuses=[QuizStatus.ANSWERED]
+                ):
+                    quiz.status = QuizStatus.SUBMITTED
+                    outputs.append(ToolOutput(quiz.call_id, tool_output_for(quiz)))
+            elif quiz.status in (QuizStatus.OPEN, QuizStatus.ANSWERED):
+                if await self._store.transition_quizzes(
+                    [quiz.id],
+                    QuizStatus.SKIPPED,
+                    from_statuses=[QuizStatus.OPEN, QuizStatus.ANSWERED],
+                ):
+                    quiz.status = QuizStatus.SKIPPED
+                    outputs.append(ToolOutput(quiz.call_id, skipped_output()))
+            await self.refresh_message(quiz)
+        # Older batches (should not exist) are closed too, without outputs: their runs are gone.
+        for quiz in waiting:
+            if quiz.remote_run_id != batch and await self._store.transition_quizzes(
+                [quiz.id], QuizStatus.SKIPPED, from_statuses=[QuizStatus.OPEN, QuizStatus.ANSWERED]
+            ):
+                quiz.status = QuizStatus.SKIPPED
+                await self.refresh_message(quiz)
+        for turn_id in {q.turn_id for q in batch_quizzes}:
+            turn = await self._store.get_turn(turn_id)
+            if turn is not None and turn.status is TurnStatus.NEEDS_TOOL_OUTPUTS:
+                await self._store.update_turn(turn_id, status=TurnStatus.COMPLETED)
+        return (run_id_of(batch) if batch else None), outputs
+
+    async def claim_submission(self, batch_run_id: str) -> Submission | None:
+        """The outputs of a run whose quizzes are all answered; None if nothing to submit."""
+        quizzes = await self._store.list_quizzes(remote_run_id=batch_run_id)
+        answered = [q for q in quizzes if q.status is QuizStatus.ANSWERED]
+        if not answered or any(q.status is QuizStatus.OPEN for q in quizzes):
+            return None
+        outputs: list[ToolOutput] = []
+        for quiz in quizzes:
+            if quiz.status is QuizStatus.ANSWERED:
+                outputs.append(ToolOutput(quiz.call_id, tool_output_for(quiz)))
+            elif quiz.status is QuizStatus.INVALID:
+                outputs.append(ToolOutput(quiz.call_id, quiz.error_output or "{}"))
+            else:  # submitted/skipped already: this batch was handled
+                return None
+        return Submission(batch_run_id, quizzes, outputs)
+
+    async def mark_submitted(self, submission: Submission) -> None:
+        await self._close(submission, QuizStatus.SUBMITTED)
+
+    async def mark_expired(self, submission: Submission) -> None:
+        await self._close(submission, QuizStatus.EXPIRED)
+
+    async def _close(self, submission: Submission, status: QuizStatus) -> None:
+        ids = [q.id for q in submission.quizzes if q.status is QuizStatus.ANSWERED]
+        moved = set(
+            await self._store.transition_quizzes(ids, status, from_statuses=[QuizStatus.ANSWERED])
+        )
+        for quiz in submission.quizzes:
+            if quiz.id in moved:
+                quiz.status = status
+                await self.refresh_message(quiz)
+
+    async def refresh_message(self, quiz: Quiz) -> None:
+        """Show the quiz as it is now (buttons while open, answers once closed)."""
+        if quiz.message_ts is None:
+            return
+        text, blocks = (
+            quiz_message(quiz) if quiz.status is QuizStatus.OPEN else closed_quiz_message(quiz)
+        )
+        try:
+            await self._replies.update(quiz.channel, quiz.message_ts, text, blocks=blocks)
+        except SlackError as exc:
+            log.warning("could not update quiz %s message: %s", quiz.id, exc)
+
+    # -- from the student: clicks and the modal ------------------------------------------
+
+    async def _usable(
+        self, quiz_id: int, user: str, channel: str | None, message_ts: str | None
+    ) -> tuple[Quiz | None, str | None]:
+        """The quiz if this user may answer it from this message, else (None, why not)."""
+        quiz = await self._store.get_quiz(quiz_id)
+        if quiz is None or quiz.status is QuizStatus.INVALID:
+            return None, NOT_FOUND
+        if channel is not None and (channel != quiz.channel or message_ts != quiz.message_ts):
+            log.warning("quiz %s click from a foreign message %s/%s", quiz_id, channel, message_ts)
+            return None, NOT_FOUND
+        if quiz.student_id and user != quiz.student_id:
+            return None, NOT_YOURS.format(student=quiz.student_id)
+        if quiz.status is not QuizStatus.OPEN:
+            return None, CLOSED[quiz.status]
+        return quiz, None
+
+    async def choose(
+        self, quiz_id: int, question: int, choice: int, *, user: str, channel: str, message_ts: str
+    ) -> str | None:
+        """A multiple-choice click. Returns a note for the user (ephemeral) or None."""
+        quiz, problem = await self._usable(quiz_id, user, channel, message_ts)
+        if quiz is None:
+            return problem
+        try:
+            answer = choice_answer(quiz, question, choice)
+        except QuizPayloadError as exc:
+            log.warning("quiz %s: %s", quiz_id, exc)
+            return NOT_FOUND
+        updated = await self._store.record_answer(quiz.id, question, answer)
+        if updated is None:
+            fresh = await self._store.get_quiz(quiz.id)
+            return CLOSED.get(fresh.status, NOT_FOUND) if fresh else NOT_FOUND
+        await self.refresh_message(updated)
+        return None
+
+    async def open_free_response(
+        self,
+        quiz_id: int,
+        question: int,
+        *,
+        user: str,
+        channel: str,
+        message_ts: str,
+        trigger_id: str,
+    ) -> str | None:
+        quiz, problem = await self._usable(quiz_id, user, channel, message_ts)
+        if quiz is None:
+            return problem
+        if not 0 <= question < len(quiz.questions) or (
+            quiz.questions[question].type is not QuestionType.FREE_RESPONSE
+        ):
+            return NOT_FOUND
+        metadata = json.dumps({"quiz_id": quiz.id, "question": question})
+        try:
+            await self._replies.open_view(trigger_id, free_response_modal(quiz, question, metadata))
+        except SlackError as exc:
+            if exc.error in ("expired_trigger_id", "exchanged_trigger_id", "invalid_trigger_id"):
+                return CLICK_AGAIN
+            log.warning("could not open the answer modal for quiz %s: %s", quiz.id, exc)
+            return "I couldn't open the answer box. Please try again."
+        return None
+
+    async def save_free_response(
+        self, private_metadata: str | None, *, user: str, text: str | None
+    ) -> FreeResponseResult:
+        """A submitted answer modal. Field errors keep the modal open."""
+        try:
+            meta = json.loads(private_metadata or "")
+            quiz_id, question = int(meta["quiz_id"]), int(meta["question"])
+        except (ValueError, TypeError, KeyError):
+            log.warning("answer modal with unreadable private_metadata from %s", user)
+            return FreeResponseResult({FREE_INPUT_BLOCK: NOT_FOUND}, None)
+        quiz, problem = await self._usable(quiz_id, user, None, None)
+        if quiz is None:
+            return FreeResponseResult({FREE_INPUT_BLOCK: problem or NOT_FOUND}, None)
+        if not 0 <= question < len(quiz.questions) or (
+            quiz.questions[question].type is not QuestionType.FREE_RESPONSE
+        ):
+            return FreeResponseResult({FREE_INPUT_BLOCK: NOT_FOUND}, None)
+        error = validate_free_answer(text)
+        if error is not None:
+            return FreeResponseResult({FREE_INPUT_BLOCK: error}, None)
+        updated = await self._store.record_answer(quiz.id, question, (text or "").strip())
+        if updated is None:
+            return FreeResponseResult({FREE_INPUT_BLOCK: CLOSED[QuizStatus.SUBMITTED]}, None)
+        return FreeResponseResult(None, updated)
+
+    async def submit(self, quiz_id: int, *, user: str, channel: str, message_ts: str) -> str | None:
+        quiz, problem = await self._usable(quiz_id, user, channel, message_ts)
+        if quiz is None:
+            return problem
+        if not quiz.is_complete:
+            missing = sum(1 for a in quiz.answers if a is None)
+            return INCOMPLETE.format(missing=missing)
+        if not await self._store.transition_quizzes(
+            [quiz.id], QuizStatus.ANSWERED, from_statuses=[QuizStatus.OPEN]
+        ):
+            return CLOSED[QuizStatus.SUBMITTED]
+        quiz.status = QuizStatus.ANSWERED
+        batch = await self._store.list_quizzes(remote_run_id=quiz.remote_run_id)
+        if any(q.status is QuizStatus.OPEN for q in batch):
+            await self.refresh_message(quiz)  # "waiting for the other quiz"
+            return None
+        await self.refresh_message(quiz)
+        if self.enqueue_answers is not None and quiz.remote_run_id is not None:
+            await self.enqueue_answers(quiz.thread_id, quiz.turn_id, quiz.remote_run_id, user)
+        return None

@@ -1,0 +1,338 @@
+"""Working one turn: start (or resume) a run, await it, post what it produced.
+
+A turn ends COMPLETED, FAILED/CANCELLED/EXPIRED (the user is told in plain words) or
+parked as NEEDS_TOOL_OUTPUTS while a quiz waits for the student.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from bot.domain import Thread, Turn, TurnKind, TurnStatus
+from bot.files import FileIntake
+from bot.quiz.flow import QuizFlow, run_id_of
+from bot.rendering import error_text, progress_text, render_answer, render_work
+from bot.replies import Replies, SlackError
+from bot.runtime.base import (
+    RemoteThreadGone,
+    RunNotAwaitingOutputs,
+    RunResult,
+    RunStatus,
+    Runtime,
+    RuntimeError_,
+    UserInput,
+)
+from bot.telemetry.base import Outcome, Telemetry, TurnTrace
+from store.base import Store
+
+log = logging.getLogger(__name__)
+
+MAX_INPUT_CHARS = 32_000
+EMPTY_PROMPT = (
+    "Hi! I'm your tutor. Ask me a question — for example _“Solve 3x + 11 = 14”_ — "
+    "or try `/tutor quiz fractions`."
+)
+STATUS_MESSAGES = {
+    RunStatus.FAILED: "Sorry — the model service failed while answering. Please send your "
+    "message again.",
+    RunStatus.CANCELLED: "This answer was cancelled before it finished. Send your message "
+    "again to retry.",
+    RunStatus.EXPIRED: "This answer expired before it finished. Please ask again.",
+}
+_FINAL_STATUS = {
+    RunStatus.FAILED: TurnStatus.FAILED,
+    RunStatus.CANCELLED: TurnStatus.CANCELLED,
+    RunStatus.EXPIRED: TurnStatus.EXPIRED,
+    RunStatus.INCOMPLETE: TurnStatus.COMPLETED,
+    RunStatus.COMPLETED: TurnStatus.COMPLETED,
+}
+PROGRESS_MIN_INTERVAL = 1.5
+
+
+@dataclass(slots=True)
+class _Context:
+    thread: Thread
+    turn: Turn
+    trace: TurnTrace
+    placeholder_ts: str | None = None
+    last_label: str | None = None
+    last_progress_at: float = 0.0
+
+
+class TurnProcessor:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        runtime: Runtime,
+        replies: Replies,
+        telemetry: Telemetry,
+        quizzes: QuizFlow,
+        files: FileIntake,
+        run_timeout: float,
+    ) -> None:
+        self._store = store
+        self._runtime = runtime
+        self._replies = replies
+        self._telemetry = telemetry
+        self._quizzes = quizzes
+        self._files = files
+        self._run_timeout = run_timeout
+
+    async def process(self, turn: Turn) -> None:
+        """Work one turn to an end state; never raises (errors go to the thread and the log)."""
+        thread = await self._store.get_thread_by_id(turn.thread_id)
+        if thread is None:  # pragma: no cover - foreign keys make this impossible
+            await self._store.update_turn(turn.id, status=TurnStatus.FAILED, error="no thread")
+            return
+        trace = self._telemetry.start_turn(
+            runtime=self._runtime.name,
+            team=thread.key.team,
+            channel=thread.key.channel,
+            thread_key=str(thread.key),
+            turn_id=turn.id,
+            text=turn.text if turn.kind is TurnKind.MESSAGE else None,
+        )
+        ctx = _Context(thread=thread, turn=turn, trace=trace, placeholder_ts=turn.status_message_ts)
+        outcome: Outcome = "Indeterminate"
+        try:
+            outcome = await self._process(ctx)
+        except RuntimeError_ as exc:
+            log.warning("turn %s on %s failed: %s", turn.id, thread.key, exc)
+            await self._fail(ctx, exc.user_message, str(exc))
+            outcome = "Fail"
+        except SlackError as exc:
+            log.warning("turn %s on %s: Slack refused %s", turn.id, thread.key, exc)
+            await self._store.update_turn(turn.id, status=TurnStatus.FAILED, error=str(exc))
+            outcome = "Fail"
+        except Exception as exc:
+            log.exception("turn %s on %s crashed", turn.id, thread.key)
+            await self._fail(ctx, "Sorry — something went wrong on my side. Please try again.",
+                             type(exc).__name__)
+            outcome = "Fail"
+        finally:
+            trace.end(outcome)
+
+    async def _process(self, ctx: _Context) -> Outcome:
+        turn = ctx.turn
+        if turn.kind is TurnKind.QUIZ_ANSWERS:
+            return await self._submit_quiz_answers(ctx)
+        if turn.status is TurnStatus.RUNNING and turn.remote_run_id:
+            log.info("resuming turn %s (run %s)", turn.id, turn.remote_run_id)
+            return await self._await_run(ctx, turn.remote_run_id)
+        if turn.status is TurnStatus.RUNNING and turn.attempts >= 2:
+            await self._fail(ctx, "I was restarted while answering this and couldn't finish. "
+                             "Please send your message again.", "interrupted twice")
+            return "Fail"
+        if not turn.text.strip() and not turn.files:
+            await self._replies.post(ctx.thread.key.channel, EMPTY_PROMPT,
+                                     thread_ts=ctx.thread.key.thread_ts)
+            await self._store.update_turn(turn.id, status=TurnStatus.COMPLETED)
+            return "Success"
+        await self._show_progress(ctx, "Thinking…", force=True)
+        await self._store.update_turn(turn.id, status=TurnStatus.RUNNING, attempts=turn.attempts + 1)
+        remote_thread = await self._remote_thread(ctx)
+        files, notes = await self._files.prepare(ctx.thread, turn.files)
+        for note in notes:
+            await self._replies.post(ctx.thread.key.channel, note, thread_ts=ctx.thread.key.thread_ts)
+        text = turn.text[:MAX_INPUT_CHARS] or "(The student shared files without a message.)"
+        pending_run, pending_outputs = await self._quizzes.skip_open(ctx.thread)
+        user_input = UserInput(text=text, files=files)
+        try:
+            with ctx.trace.model_call("start_run", runtime=self._runtime.name):
+                run_id = await self._runtime.start_run(
+                    remote_thread, user_input,
+                    pending_run_id=pending_run, pending_outputs=pending_outputs,
+                )
+        except RemoteThreadGone:
+            # The model service lost the thread (deleted, or a different account): start over.
+            log.warning("remote thread %s of %s is gone; starting fresh", remote_thread, ctx.thread.key)
+            await self._store.set_thread_remote(ctx.thread.id, self._runtime.name, None)
+            ctx.thread.remote_id = None
+            remote_thread = await self._remote_thread(ctx)
+            await self._replies.post(
+                ctx.thread.key.channel,
+                "_I lost the earlier part of this conversation, so I'm starting fresh._",
+                thread_ts=ctx.thread.key.thread_ts,
+            )
+            with ctx.trace.model_call("start_run", runtime=self._runtime.name):
+                run_id = await self._runtime.start_run(remote_thread, user_input)
+        await self._store.update_turn(turn.id, remote_run_id=run_id)
+        ctx.trace.set_attribute("run_id", run_id)
+        return await self._await_run(ctx, run_id)
+
+    async def _remote_thread(self, ctx: _Context) -> str:
+        thread = ctx.thread
+        if thread.remote_id is not None and thread.runtime == self._runtime.name:
+            return thread.remote_id
+        metadata = {
+            "slack_team": thread.key.team,
+            "slack_channel": thread.key.channel,
+            "slack_thread_ts": thread.key.thread_ts,
+        }
+        with ctx.trace.model_call("create_thread", runtime=self._runtime.name):
+            remote_id = await self._runtime.create_thread(metadata)
+        await self._store.set_thread_remote(thread.id, self._runtime.name, remote_id)
+        thread.remote_id = remote_id
+        thread.runtime = self._runtime.name
+        ctx.trace.set_attribute("remote_thread_id", remote_id)
+        return remote_id
+
+    async def _await_run(self, ctx: _Context, run_id: str) -> Outcome:
+        """Await a run through its tool-call rounds until it ends or parks on a quiz."""
+        remote_thread = ctx.thread.remote_id
+        assert remote_thread is not None
+        while True:
+            with ctx.trace.model_call("wait_run", run_id=run_id):
+                result = await self._runtime.wait(
+                    remote_thread, run_id,
+                    on_progress=lambda label: self._show_progress(ctx, label),
+                    timeout=self._run_timeout,
+                )
+            await self._post_results(ctx, result)
+            if result.status is not RunStatus.REQUIRES_ACTION:
+                return await self._finish(ctx, result)
+            student = await self._student_of(ctx.turn)
+            immediate = await self._quizzes.open_quizzes(ctx.thread, ctx.turn, result, student)
+            if immediate is None:
+                # Parked: the quiz waits for the student; this worker moves on.
+                await self._store.update_turn(
+                    ctx.turn.id, status=TurnStatus.NEEDS_TOOL_OUTPUTS, remote_run_id=run_id
+                )
+                await self._clear_placeholder(ctx)
+                return "Success"
+            # Every call was invalid: hand the errors straight back so the model can retry.
+            with ctx.trace.model_call("submit_tool_outputs", run_id=run_id):
+                run_id = await self._runtime.submit_tool_outputs(remote_thread, run_id, immediate)
+            await self._store.update_turn(ctx.turn.id, remote_run_id=run_id)
+
+    async def _student_of(self, turn: Turn) -> str | None:
+        if turn.kind is TurnKind.QUIZ_ANSWERS and turn.parent_turn_id is not None:
+            parent = await self._store.get_turn(turn.parent_turn_id)
+            if parent is not None and parent.user_id:
+                return parent.user_id
+        return turn.user_id
+
+    async def _post_results(self, ctx: _Context, result: RunResult) -> None:
+        key = ctx.thread.key
+        chunks = render_answer(result.messages) if result.messages else []
+        if result.status is RunStatus.COMPLETED or result.status is RunStatus.INCOMPLETE:
+            if not chunks:
+                chunks = render_answer([])
+        for i, chunk in enumerate(chunks):
+            if i == 0:
+                await self._replies.replace_or_post(
+                    key.channel, key.thread_ts, ctx.placeholder_ts, chunk.text, blocks=chunk.blocks
+                )
+                ctx.placeholder_ts = None
+            else:
+                await self._replies.post(key.channel, chunk.text, thread_ts=key.thread_ts,
+                                         blocks=chunk.blocks)
+        for work in render_work(result.steps):
+            await self._replies.post(key.channel, work.text, thread_ts=key.thread_ts,
+                                     blocks=work.blocks)
+        for generated in result.files:
+            try:
+                content = await self._runtime.download_file(generated)
+                await self._replies.upload(key.channel, key.thread_ts, generated.filename, content)
+            except (RuntimeError_, SlackError) as exc:
+                log.warning("could not share generated file %s: %s", generated.file_id, exc)
+                await self._replies.post(
+                    key.channel, f"_I made a file ({generated.filename}) but couldn't share it._",
+                    thread_ts=key.thread_ts,
+                )
+
+    async def _finish(self, ctx: _Context, result: RunResult) -> Outcome:
+        status = _FINAL_STATUS.get(result.status, TurnStatus.FAILED)
+        if result.status is RunStatus.INCOMPLETE:
+            await self._replies.post(
+                ctx.thread.key.channel,
+                "_The answer was cut short. Ask me to continue if you need the rest._",
+                thread_ts=ctx.thread.key.thread_ts,
+            )
+        elif result.status in STATUS_MESSAGES:
+            log.warning("run %s ended %s: %s", result.run_id, result.status, result.error)
+            await self._fail(ctx, STATUS_MESSAGES[result.status], result.error or str(result.status),
+                             status=status)
+            return "Fail"
+        await self._clear_placeholder(ctx)
+        await self._store.update_turn(ctx.turn.id, status=status, remote_run_id=result.run_id)
+        return "Success" if result.status is RunStatus.COMPLETED else "Indeterminate"
+
+    async def _submit_quiz_answers(self, ctx: _Context) -> Outcome:
+        turn = ctx.turn
+        batch = turn.text
+        remote_thread = ctx.thread.remote_id
+        submission = await self._quizzes.claim_submission(batch)
+        if submission is None or remote_thread is None:
+            await self._store.update_turn(turn.id, status=TurnStatus.COMPLETED)
+            return "Indeterminate"
+        await self._show_progress(ctx, "Checking your answers…", force=True)
+        await self._store.update_turn(turn.id, status=TurnStatus.RUNNING, attempts=turn.attempts + 1)
+        if turn.parent_turn_id is not None:
+            await self._store.update_turn(turn.parent_turn_id, status=TurnStatus.COMPLETED)
+        try:
+            with ctx.trace.model_call("submit_tool_outputs", run_id=batch):
+                run_id = await self._runtime.submit_tool_outputs(
+                    remote_thread, run_id_of(batch), submission.outputs
+                )
+            await self._quizzes.mark_submitted(submission)
+        except RunNotAwaitingOutputs:
+            log.info("run %s no longer takes outputs; sending the answers as a message", batch)
+            await self._quizzes.mark_expired(submission)
+            await self._replies.post(
+                ctx.thread.key.channel,
+                "The quiz's run had already ended, so I've sent your answers as a new message.",
+                thread_ts=ctx.thread.key.thread_ts,
+            )
+            with ctx.trace.model_call("start_run", runtime=self._runtime.name):
+                run_id = await self._runtime.start_run(
+                    remote_thread, UserInput(text=submission.as_message)
+                )
+        await self._store.update_turn(turn.id, remote_run_id=run_id)
+        ctx.trace.set_attribute("run_id", run_id)
+        return await self._await_run(ctx, run_id)
+
+    async def _show_progress(self, ctx: _Context, label: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and (
+            label == ctx.last_label or now - ctx.last_progress_at < PROGRESS_MIN_INTERVAL
+        ):
+            return
+        ctx.last_label, ctx.last_progress_at = label, now
+        message = progress_text(label)
+        key = ctx.thread.key
+        try:
+            if ctx.placeholder_ts is None:
+                ctx.placeholder_ts = await self._replies.post(
+                    key.channel, message.text, thread_ts=key.thread_ts, blocks=message.blocks
+                )
+                await self._store.update_turn(ctx.turn.id, status_message_ts=ctx.placeholder_ts)
+            else:
+                await self._replies.update(key.channel, ctx.placeholder_ts, message.text,
+                                           blocks=message.blocks)
+        except SlackError as exc:
+            if force:
+                raise
+            log.info("progress update failed: %s", exc)
+
+    async def _clear_placeholder(self, ctx: _Context) -> None:
+        if ctx.placeholder_ts is not None:
+            await self._replies.delete(ctx.thread.key.channel, ctx.placeholder_ts)
+            ctx.placeholder_ts = None
+
+    async def _fail(
+        self, ctx: _Context, user_message: str, error: str, *, status: TurnStatus = TurnStatus.FAILED
+    ) -> None:
+        await self._store.update_turn(ctx.turn.id, status=status, error=error[:500])
+        message = error_text(user_message)
+        key = ctx.thread.key
+        try:
+            await self._replies.replace_or_post(
+                key.channel, key.thread_ts, ctx.placeholder_ts, message.text, blocks=message.blocks
+            )
+            ctx.placeholder_ts = None
+        except SlackError as exc:
+            log.warning("could not tell %s about a failure: %s", key, exc)

@@ -1,0 +1,53 @@
+"""The slash command (``/tutor`` by default): ack at once, then hand off to the core."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from bot.conversation import Conversation
+from handlers.parsing import parse_command_text
+
+log = logging.getLogger(__name__)
+
+
+def help_text(command: str) -> str:
+    return (
+        "*I'm your tutor.* Here is how to use me:\n"
+        f"• `{command} <question>` — I post your question here and answer it in a thread.\n"
+        f"• `{command} quiz <topic>` — I quiz you on a topic with buttons; press Submit when done.\n"
+        "• Mention me (`@tutorbot …`) in a channel, or send me a direct message.\n"
+        "• Reply in my threads to keep the conversation going — no mention needed.\n"
+        "• Share a PDF, CSV or image in the thread and ask about it.\n"
+        f"• `{command} help` — this message."
+    )
+
+
+def register(app: AsyncApp, conversation: Conversation, command_name: str) -> None:
+    @app.command(command_name)
+    async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        parsed = parse_command_text(command.get("text"))
+        if parsed.action == "help" or (parsed.action == "quiz" and not parsed.argument):
+            await ack(response_type="ephemeral", text=help_text(command_name))
+            return
+        await ack()
+        if parsed.action == "quiz":
+            question = (
+                f"Quiz me on {parsed.argument}. Use the display_quiz tool with a few questions."
+            )
+            topic: str | None = parsed.argument
+        else:
+            question, topic = parsed.argument, None
+        note = await conversation.start_from_command(
+            team=str(command.get("team_id") or "T0"),
+            channel=str(command.get("channel_id") or ""),
+            user=str(command.get("user_id") or ""),
+            question=question,
+            quiz_topic=topic,
+        )
+        if note is not None:
+            await respond(text=note, response_type="ephemeral", replace_original=False)
