@@ -67,8 +67,8 @@ class Turn:
     """One unit of work on a thread: a run, from the Slack event that caused it to its outcome.
 
     ``message_ts`` is the Slack ts of the user message (or, for QUIZ_ANSWERS, a synthetic
-    ``quiz:<turn id>`` key); (team, channel, message_ts) is unique, which is how deliveries
-    are deduplicated.
+    ``quiz:<batch>`` key); (thread, message_ts) is unique, which is how deliveries are
+    deduplicated (both copies of a message map to one thread key).
     """
 
     id: int
