@@ -1,0 +1,108 @@
+"""Text primitives: truncation, mrkdwn escaping and conversion, plain fallback text."""
+
+from __future__ import annotations
+
+import re
+
+from markdown_to_mrkdwn import SlackMarkdownConverter
+
+FALLBACK_LIMIT = 3000
+
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# What to leave alone when escaping Markdown for mrkdwn: autolinks stay links, and a
+# line's leading ">" stays a block quote. Everything else in &, <, > is escaped, so model
+# text cannot produce <!channel> or user mentions.
+_MRKDWN_TOKENS = re.compile(
+    r"<(?P<url>(?:https?://|mailto:)[^\s<>]+)>|^(?P<quote>[ \t]*>+)|(?P<char>[&<>])",
+    re.MULTILINE,
+)
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+# Characters that would turn a filename or quote into Markdown formatting. "_" is left
+# alone: inside words (my_notes.pdf) it is not emphasis, and escaping it would show
+# backslashes wherever a renderer ignores escapes.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]<>~])")
+
+_FENCE_LINE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})[^`\n]*\n?", re.MULTILINE)
+_TABLE_SEPARATOR_LINE = re.compile(
+    r"^[ \t]*\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)+\|?[ \t]*\n?", re.MULTILINE
+)
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.MULTILINE)
+_IMAGE = re.compile(r"!\[([^\]\n]*)\]\([^)\n]*\)")
+_LINK = re.compile(r"\[([^\]\n]+)\]\(([^)\s]+)\)")
+_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_INLINE_CODE = re.compile(r"`([^`\n]+)`")
+_BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def truncate(text: str, limit: int, suffix: str = "…") -> str:
+    """Return ``text`` if it fits in ``limit`` characters, else cut it and end with ``suffix``."""
+    if limit <= 0:
+        return ""
+    if len(text) <= limit:
+        return text
+    if len(suffix) >= limit:
+        return suffix[:limit]
+    return text[: limit - len(suffix)].rstrip() + suffix
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_markdown(text: str) -> str:
+    """Backslash-escape characters that would format literal text (a filename) in Markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def truncate_escaped(text: str, limit: int, suffix: str = "…") -> str:
+    """Escape ``text`` for mrkdwn and fit it in ``limit`` without cutting an entity in half."""
+    escaped = escape_mrkdwn(text)
+    if len(escaped) <= limit:
+        return escaped
+    head = _PARTIAL_ENTITY.sub("", escaped[: max(limit - len(suffix), 0)])
+    return truncate(head.rstrip() + suffix, limit, suffix)
+
+
+def _escape_markdown_for_mrkdwn(markdown: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match["url"] is not None:
+            return "<" + match["url"].replace("&", "&amp;") + ">"
+        if match["quote"] is not None:
+            return match["quote"]
+        return _ENTITIES[match["char"]]
+
+    return _MRKDWN_TOKENS.sub(replace, markdown)
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """Convert standard Markdown to Slack mrkdwn (for section blocks and other mrkdwn fields).
+
+    Uses the maintained ``markdown_to_mrkdwn`` converter after escaping &, < and >. The
+    converter keeps per-call state, so each call gets its own instance. Callers still
+    respect the field's own limit (a section's text is at most 3,000 characters).
+    """
+    if not markdown.strip():
+        return ""
+    return SlackMarkdownConverter().convert(_escape_markdown_for_mrkdwn(markdown))
+
+
+def fallback_text(markdown: str, limit: int = FALLBACK_LIMIT) -> str:
+    """Readable plain text from Markdown, for notifications and the ``text`` fallback.
+
+    Drops fence and table-separator lines, heading marks, bold marks, inline-code ticks and
+    backslash escapes, turns links into "label (url)", then escapes &, <, > (Slack reads
+    ``text`` as mrkdwn) and fits the result in ``limit`` characters.
+    """
+    text = markdown.replace("\r\n", "\n")
+    text = _FENCE_LINE.sub("", text)
+    text = _TABLE_SEPARATOR_LINE.sub("", text)
+    text = _HEADING.sub("", text)
+    text = _IMAGE.sub(r"\1", text)
+    text = _LINK.sub(lambda m: m[1] if m[1] == m[2] else f"{m[1]} ({m[2]})", text)
+    text = _STRONG.sub(r"\2", text)
+    text = _INLINE_CODE.sub(r"\1", text)
+    text = _BACKSLASH_ESCAPE.sub(r"\1", text)
+    text = _BLANK_RUNS.sub("\n\n", text).strip()
+    return truncate_escaped(text, limit)
