@@ -85,8 +85,9 @@ class TutorBot:
 
         @app.error
         async def on_error(error: Exception, body: dict[str, Any]) -> None:
-            log.error("listener failed for a %s request: %s", body.get("type"), error,
-                      exc_info=error)
+            log.error(
+                "listener failed for a %s request: %s", body.get("type"), error, exc_info=error
+            )
 
         handlers.events.register(app, self.conversation)
         handlers.commands.register(app, self.conversation, s.slash_command)
@@ -117,8 +118,12 @@ class TutorBot:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"ok": True, "runtime": self.runtime.name, "mode": "socket" if self.settings.socket_mode else "http",
-             "active_threads": self.conversation.busy_threads}
+            {
+                "ok": True,
+                "runtime": self.runtime.name,
+                "mode": "socket" if self.settings.socket_mode else "http",
+                "active_threads": self.conversation.busy_threads,
+            }
         )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -137,7 +142,9 @@ class TutorBot:
                 return
         self._runner = web.AppRunner(self.web_app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host="0.0.0.0", port=self.settings.port if port is None else port)
+        site = web.TCPSite(
+            self._runner, host="0.0.0.0", port=self.settings.port if port is None else port
+        )
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
@@ -154,6 +161,7 @@ class TutorBot:
         if self._runner is not None:
             await self._runner.cleanup()
         await self.conversation.close()
+        await self.processor.drain()
         await self.tasks.close(timeout=1.0)
         await self.telemetry.aclose()
         await self.runtime.aclose()

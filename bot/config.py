@@ -140,7 +140,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     runtime = (_opt(env, "ASSISTANT_RUNTIME") or "responses").lower()
     if runtime not in RUNTIMES:
-        raise ConfigError(f"ASSISTANT_RUNTIME must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        raise ConfigError(
+            f"ASSISTANT_RUNTIME must be one of {', '.join(RUNTIMES)}, got {runtime!r}"
+        )
 
     database_url = _opt(env, "DATABASE_URL") or "sqlite:///tutorbot.db"
     if not re.match(r"^(sqlite|postgres|postgresql)://", database_url):

@@ -121,8 +121,15 @@ class Conversation:
                 )
             raise
         await self.receive_message(
-            IncomingMessage(team=team, channel=channel, user=user, text=question, ts=ts,
-                            thread_ts=None, addressed=True)
+            IncomingMessage(
+                team=team,
+                channel=channel,
+                user=user,
+                text=question,
+                ts=ts,
+                thread_ts=None,
+                addressed=True,
+            )
         )
         return None
 

@@ -89,13 +89,18 @@ class FileIntake:
                     continue
                 size = int(slack_file.get("size") or 0)
                 if size > self._max_bytes:
-                    notes.append(TOO_BIG_NOTE.format(name=name, size_mb=size / 1048576, cap_mb=cap_mb))
+                    notes.append(
+                        TOO_BIG_NOTE.format(name=name, size_mb=size / 1048576, cap_mb=cap_mb)
+                    )
                     continue
                 try:
                     content = await self._download(session, slack_file)
                 except FileTooLarge:
-                    notes.append(TOO_BIG_NOTE.format(name=name, size_mb=self._max_bytes / 1048576 + 0.1,
-                                                      cap_mb=cap_mb))
+                    notes.append(
+                        TOO_BIG_NOTE.format(
+                            name=name, size_mb=self._max_bytes / 1048576 + 0.1, cap_mb=cap_mb
+                        )
+                    )
                     continue
                 except NotAFile:
                     log.warning("file %s came back as HTML: files:read scope missing?", file_id)

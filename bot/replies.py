@@ -108,7 +108,12 @@ class Replies:
                 await self.update(channel, placeholder_ts, text, blocks=blocks)
                 return placeholder_ts
             except SlackError as exc:
-                log.info("could not edit %s in %s (%s); posting instead", placeholder_ts, channel, exc.error)
+                log.info(
+                    "could not edit %s in %s (%s); posting instead",
+                    placeholder_ts,
+                    channel,
+                    exc.error,
+                )
         return await self.post(channel, text, thread_ts=thread_ts, blocks=blocks)
 
     async def delete(self, channel: str, ts: str) -> None:
@@ -135,7 +140,13 @@ class Replies:
             raise SlackError("views.open", _error_code(exc)) from exc
 
     async def upload(
-        self, channel: str, thread_ts: str, filename: str, content: bytes, *, title: str | None = None
+        self,
+        channel: str,
+        thread_ts: str,
+        filename: str,
+        content: bytes,
+        *,
+        title: str | None = None,
     ) -> None:
         try:
             await self.client.files_upload_v2(

@@ -6,8 +6,11 @@ parked as NEEDS_TOOL_OUTPUTS while a quiz waits for the student.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.domain import Thread, Turn, TurnKind, TurnStatus
@@ -80,6 +83,30 @@ class TurnProcessor:
         self._quizzes = quizzes
         self._files = files
         self._run_timeout = run_timeout
+        self._critical: set[asyncio.Task[str]] = set()
+
+    async def _start_recorded(self, turn: Turn, start: Callable[[], Awaitable[str]]) -> str:
+        """Start a run and record its id as one step that shutdown does not cut in half.
+
+        Cancelling between the model service accepting a run and the store learning its id
+        would leave a run nobody awaits and, on restart, a second run on a busy thread.
+        """
+
+        async def step() -> str:
+            run_id = await start()
+            await self._store.update_turn(turn.id, remote_run_id=run_id)
+            turn.remote_run_id = run_id
+            return run_id
+
+        task = asyncio.get_running_loop().create_task(step(), name=f"start-turn-{turn.id}")
+        self._critical.add(task)
+        task.add_done_callback(self._critical.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """At shutdown: let runs being started get their ids recorded."""
+        if self._critical:
+            await asyncio.wait(set(self._critical), timeout=timeout)
 
     async def process(self, turn: Turn) -> None:
         """Work one turn to an end state; never raises (errors go to the thread and the log)."""
@@ -109,8 +136,11 @@ class TurnProcessor:
             outcome = "Fail"
         except Exception as exc:
             log.exception("turn %s on %s crashed", turn.id, thread.key)
-            await self._fail(ctx, "Sorry — something went wrong on my side. Please try again.",
-                             type(exc).__name__)
+            await self._fail(
+                ctx,
+                "Sorry — something went wrong on my side. Please try again.",
+                type(exc).__name__,
+            )
             outcome = "Fail"
         finally:
             trace.end(outcome)
@@ -123,32 +153,48 @@ class TurnProcessor:
             log.info("resuming turn %s (run %s)", turn.id, turn.remote_run_id)
             return await self._await_run(ctx, turn.remote_run_id)
         if turn.status is TurnStatus.RUNNING and turn.attempts >= 2:
-            await self._fail(ctx, "I was restarted while answering this and couldn't finish. "
-                             "Please send your message again.", "interrupted twice")
+            await self._fail(
+                ctx,
+                "I was restarted while answering this and couldn't finish. "
+                "Please send your message again.",
+                "interrupted twice",
+            )
             return "Fail"
         if not turn.text.strip() and not turn.files:
-            await self._replies.post(ctx.thread.key.channel, EMPTY_PROMPT,
-                                     thread_ts=ctx.thread.key.thread_ts)
+            await self._replies.post(
+                ctx.thread.key.channel, EMPTY_PROMPT, thread_ts=ctx.thread.key.thread_ts
+            )
             await self._store.update_turn(turn.id, status=TurnStatus.COMPLETED)
             return "Success"
         await self._show_progress(ctx, "Thinking…", force=True)
-        await self._store.update_turn(turn.id, status=TurnStatus.RUNNING, attempts=turn.attempts + 1)
+        await self._store.update_turn(
+            turn.id, status=TurnStatus.RUNNING, attempts=turn.attempts + 1
+        )
         remote_thread = await self._remote_thread(ctx)
         files, notes = await self._files.prepare(ctx.thread, turn.files)
         for note in notes:
-            await self._replies.post(ctx.thread.key.channel, note, thread_ts=ctx.thread.key.thread_ts)
+            await self._replies.post(
+                ctx.thread.key.channel, note, thread_ts=ctx.thread.key.thread_ts
+            )
         text = turn.text[:MAX_INPUT_CHARS] or "(The student shared files without a message.)"
         pending_run, pending_outputs = await self._quizzes.skip_open(ctx.thread)
         user_input = UserInput(text=text, files=files)
         try:
             with ctx.trace.model_call("start_run", runtime=self._runtime.name):
-                run_id = await self._runtime.start_run(
-                    remote_thread, user_input,
-                    pending_run_id=pending_run, pending_outputs=pending_outputs,
+                run_id = await self._start_recorded(
+                    turn,
+                    lambda: self._runtime.start_run(
+                        remote_thread,
+                        user_input,
+                        pending_run_id=pending_run,
+                        pending_outputs=pending_outputs,
+                    ),
                 )
         except RemoteThreadGone:
             # The model service lost the thread (deleted, or a different account): start over.
-            log.warning("remote thread %s of %s is gone; starting fresh", remote_thread, ctx.thread.key)
+            log.warning(
+                "remote thread %s of %s is gone; starting fresh", remote_thread, ctx.thread.key
+            )
             await self._store.set_thread_remote(ctx.thread.id, self._runtime.name, None)
             ctx.thread.remote_id = None
             remote_thread = await self._remote_thread(ctx)
@@ -158,8 +204,9 @@ class TurnProcessor:
                 thread_ts=ctx.thread.key.thread_ts,
             )
             with ctx.trace.model_call("start_run", runtime=self._runtime.name):
-                run_id = await self._runtime.start_run(remote_thread, user_input)
-        await self._store.update_turn(turn.id, remote_run_id=run_id)
+                run_id = await self._start_recorded(
+                    turn, lambda: self._runtime.start_run(remote_thread, user_input)
+                )
         ctx.trace.set_attribute("run_id", run_id)
         return await self._await_run(ctx, run_id)
 
@@ -187,7 +234,8 @@ class TurnProcessor:
         while True:
             with ctx.trace.model_call("wait_run", run_id=run_id):
                 result = await self._runtime.wait(
-                    remote_thread, run_id,
+                    remote_thread,
+                    run_id,
                     on_progress=lambda label: self._show_progress(ctx, label),
                     timeout=self._run_timeout,
                 )
@@ -205,8 +253,12 @@ class TurnProcessor:
                 return "Success"
             # Every call was invalid: hand the errors straight back so the model can retry.
             with ctx.trace.model_call("submit_tool_outputs", run_id=run_id):
-                run_id = await self._runtime.submit_tool_outputs(remote_thread, run_id, immediate)
-            await self._store.update_turn(ctx.turn.id, remote_run_id=run_id)
+                run_id = await self._start_recorded(
+                    ctx.turn,
+                    functools.partial(
+                        self._runtime.submit_tool_outputs, remote_thread, run_id, immediate
+                    ),
+                )
 
     async def _student_of(self, turn: Turn) -> str | None:
         if turn.kind is TurnKind.QUIZ_ANSWERS and turn.parent_turn_id is not None:
@@ -228,11 +280,13 @@ class TurnProcessor:
                 )
                 ctx.placeholder_ts = None
             else:
-                await self._replies.post(key.channel, chunk.text, thread_ts=key.thread_ts,
-                                         blocks=chunk.blocks)
+                await self._replies.post(
+                    key.channel, chunk.text, thread_ts=key.thread_ts, blocks=chunk.blocks
+                )
         for work in render_work(result.steps):
-            await self._replies.post(key.channel, work.text, thread_ts=key.thread_ts,
-                                     blocks=work.blocks)
+            await self._replies.post(
+                key.channel, work.text, thread_ts=key.thread_ts, blocks=work.blocks
+            )
         for generated in result.files:
             try:
                 content = await self._runtime.download_file(generated)
@@ -240,7 +294,8 @@ class TurnProcessor:
             except (RuntimeError_, SlackError) as exc:
                 log.warning("could not share generated file %s: %s", generated.file_id, exc)
                 await self._replies.post(
-                    key.channel, f"_I made a file ({generated.filename}) but couldn't share it._",
+                    key.channel,
+                    f"_I made a file ({generated.filename}) but couldn't share it._",
                     thread_ts=key.thread_ts,
                 )
 
@@ -254,8 +309,12 @@ class TurnProcessor:
             )
         elif result.status in STATUS_MESSAGES:
             log.warning("run %s ended %s: %s", result.run_id, result.status, result.error)
-            await self._fail(ctx, STATUS_MESSAGES[result.status], result.error or str(result.status),
-                             status=status)
+            await self._fail(
+                ctx,
+                STATUS_MESSAGES[result.status],
+                result.error or str(result.status),
+                status=status,
+            )
             return "Fail"
         await self._clear_placeholder(ctx)
         await self._store.update_turn(ctx.turn.id, status=status, remote_run_id=result.run_id)
@@ -270,13 +329,18 @@ class TurnProcessor:
             await self._store.update_turn(turn.id, status=TurnStatus.COMPLETED)
             return "Indeterminate"
         await self._show_progress(ctx, "Checking your answers…", force=True)
-        await self._store.update_turn(turn.id, status=TurnStatus.RUNNING, attempts=turn.attempts + 1)
+        await self._store.update_turn(
+            turn.id, status=TurnStatus.RUNNING, attempts=turn.attempts + 1
+        )
         if turn.parent_turn_id is not None:
             await self._store.update_turn(turn.parent_turn_id, status=TurnStatus.COMPLETED)
         try:
             with ctx.trace.model_call("submit_tool_outputs", run_id=batch):
-                run_id = await self._runtime.submit_tool_outputs(
-                    remote_thread, run_id_of(batch), submission.outputs
+                run_id = await self._start_recorded(
+                    turn,
+                    lambda: self._runtime.submit_tool_outputs(
+                        remote_thread, run_id_of(batch), submission.outputs
+                    ),
                 )
             await self._quizzes.mark_submitted(submission)
         except RunNotAwaitingOutputs:
@@ -288,10 +352,12 @@ class TurnProcessor:
                 thread_ts=ctx.thread.key.thread_ts,
             )
             with ctx.trace.model_call("start_run", runtime=self._runtime.name):
-                run_id = await self._runtime.start_run(
-                    remote_thread, UserInput(text=submission.as_message)
+                run_id = await self._start_recorded(
+                    turn,
+                    lambda: self._runtime.start_run(
+                        remote_thread, UserInput(text=submission.as_message)
+                    ),
                 )
-        await self._store.update_turn(turn.id, remote_run_id=run_id)
         ctx.trace.set_attribute("run_id", run_id)
         return await self._await_run(ctx, run_id)
 
@@ -311,8 +377,9 @@ class TurnProcessor:
                 )
                 await self._store.update_turn(ctx.turn.id, status_message_ts=ctx.placeholder_ts)
             else:
-                await self._replies.update(key.channel, ctx.placeholder_ts, message.text,
-                                           blocks=message.blocks)
+                await self._replies.update(
+                    key.channel, ctx.placeholder_ts, message.text, blocks=message.blocks
+                )
         except SlackError as exc:
             if force:
                 raise
@@ -324,7 +391,12 @@ class TurnProcessor:
             ctx.placeholder_ts = None
 
     async def _fail(
-        self, ctx: _Context, user_message: str, error: str, *, status: TurnStatus = TurnStatus.FAILED
+        self,
+        ctx: _Context,
+        user_message: str,
+        error: str,
+        *,
+        status: TurnStatus = TurnStatus.FAILED,
     ) -> None:
         await self._store.update_turn(ctx.turn.id, status=status, error=error[:500])
         message = error_text(user_message)

@@ -19,7 +19,7 @@ def help_text(command: str) -> str:
     return (
         "*I'm your tutor.* Here is how to use me:\n"
         f"• `{command} <question>` — I post your question here and answer it in a thread.\n"
-        f"• `{command} quiz <topic>` — I quiz you on a topic with buttons; press Submit when done.\n"
+        f"• `{command} quiz <topic>` — a quiz on a topic: pick answers, then press Submit.\n"
         "• Mention me (`@tutorbot …`) in a channel, or send me a direct message.\n"
         "• Reply in my threads to keep the conversation going — no mention needed.\n"
         "• Share a PDF, CSV or image in the thread and ask about it.\n"

@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def register(app: AsyncApp, conversation: Conversation) -> None:
-    async def on_message_like(event: dict[str, Any], body: dict[str, Any],
-                              context: AsyncBoltContext) -> None:
+    async def on_message_like(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
         message = parse_message_event(
             event, team=team_of(body, event, context.team_id), bot_user_id=context.bot_user_id
         )

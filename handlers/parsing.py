@@ -12,8 +12,17 @@ from bot.conversation import IncomingMessage
 # Subtypes that are a person saying something; everything else (edits, deletions, joins,
 # bot posts…) is acknowledged and ignored.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
-FILE_FIELDS = ("id", "name", "title", "mimetype", "filetype", "size", "url_private",
-               "url_private_download", "mode")
+FILE_FIELDS = (
+    "id",
+    "name",
+    "title",
+    "mimetype",
+    "filetype",
+    "size",
+    "url_private",
+    "url_private_download",
+    "mode",
+)
 
 
 def team_of(body: Mapping[str, Any], event: Mapping[str, Any], fallback: str | None) -> str:
@@ -56,9 +65,7 @@ def parse_message_event(
         ts=ts,
         thread_ts=thread_ts if isinstance(thread_ts, str) and thread_ts else None,
         addressed=kind == "app_mention" or mentioned or is_dm,
-        files=tuple(
-            {k: f[k] for k in FILE_FIELDS if k in f} for f in files if isinstance(f, dict)
-        ),
+        files=tuple({k: f[k] for k in FILE_FIELDS if k in f} for f in files if isinstance(f, dict)),
     )
 
 

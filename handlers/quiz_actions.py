@@ -47,13 +47,21 @@ def register(app: AsyncApp, quizzes: QuizFlow, replies: Replies) -> None:
         else:
             if parsed.kind is QuizActionKind.CHOICE:
                 note = await quizzes.choose(
-                    parsed.quiz_id, parsed.question_index or 0, parsed.choice_index or 0,
-                    user=user, channel=channel, message_ts=message_ts,
+                    parsed.quiz_id,
+                    parsed.question_index or 0,
+                    parsed.choice_index or 0,
+                    user=user,
+                    channel=channel,
+                    message_ts=message_ts,
                 )
             elif parsed.kind is QuizActionKind.OPEN_FREE:
                 note = await quizzes.open_free_response(
-                    parsed.quiz_id, parsed.question_index or 0, user=user, channel=channel,
-                    message_ts=message_ts, trigger_id=str(body.get("trigger_id") or ""),
+                    parsed.quiz_id,
+                    parsed.question_index or 0,
+                    user=user,
+                    channel=channel,
+                    message_ts=message_ts,
+                    trigger_id=str(body.get("trigger_id") or ""),
                 )
             else:
                 note = await quizzes.submit(

@@ -25,5 +25,8 @@ def create_runtime(settings: Settings, store: Store) -> Runtime:
     from bot.runtime.responses import ResponsesRuntime
 
     return ResponsesRuntime(
-        client, model=settings.openai_model, instructions=settings.instructions, tools=settings.tools
+        client,
+        model=settings.openai_model,
+        instructions=settings.instructions,
+        tools=settings.tools,
     )

@@ -208,7 +208,12 @@ class AssistantsRuntime:
         return run_id
 
     async def _wait_raw(
-        self, thread_id: str, run_id: str, *, timeout: float, stop_on_action: bool = True,
+        self,
+        thread_id: str,
+        run_id: str,
+        *,
+        timeout: float,
+        stop_on_action: bool = True,
         on_progress: ProgressCallback | None = None,
     ) -> Any:
         waiting = _ACTIVE if stop_on_action else _WAITING
@@ -222,7 +227,9 @@ class AssistantsRuntime:
                 await on_progress(await self._progress_label(thread_id, run_id))
 
         return await poll_until(
-            fetch, lambda r: r.status not in waiting, timeout=timeout,
+            fetch,
+            lambda r: r.status not in waiting,
+            timeout=timeout,
             on_each=progress if on_progress is not None else None,
         )
 
@@ -290,19 +297,20 @@ class AssistantsRuntime:
                 continue
             returned.add(step.id)
             for call in details.tool_calls:
-                if getattr(call, "type", None) != "code_interpreter":
+                ci: Any = getattr(call, "code_interpreter", None)
+                if getattr(call, "type", None) != "code_interpreter" or ci is None:
                     continue
-                ci = call.code_interpreter
                 logs: list[str] = []
                 files: list[GeneratedFile] = []
                 for out in ci.outputs or []:
-                    if out.type == "logs" and out.logs:
+                    if out.type == "logs" and getattr(out, "logs", None):
                         logs.append(out.logs)
-                    elif out.type == "image" and out.image is not None:
-                        files.append(
-                            GeneratedFile(file_id=out.image.file_id, filename=f"{out.image.file_id}.png")
-                        )
-                result.steps.append(CodeStep(code=ci.input or "", logs="\n".join(logs), files=files))
+                    elif out.type == "image" and getattr(out, "image", None) is not None:
+                        file_id = out.image.file_id
+                        files.append(GeneratedFile(file_id=file_id, filename=f"{file_id}.png"))
+                result.steps.append(
+                    CodeStep(code=ci.input or "", logs="\n".join(logs), files=files)
+                )
 
     async def _collect_messages(self, thread_id: str, run_id: str, result: RunResult) -> None:
         async with translate_errors("threads.messages.list"):
@@ -372,7 +380,9 @@ class AssistantsRuntime:
 
     async def upload_file(self, filename: str, content: bytes) -> str:
         async with translate_errors("files.create"):
-            uploaded = await self._client.files.create(file=(filename, content), purpose="assistants")
+            uploaded = await self._client.files.create(
+                file=(filename, content), purpose="assistants"
+            )
         self._filenames[uploaded.id] = filename
         return uploaded.id
 

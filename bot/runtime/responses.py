@@ -195,7 +195,9 @@ def progress_label(output: Sequence[Any]) -> str:
 
 def result_from_response(response: Any) -> RunResult:
     """Map a finished response's output items onto the runtime-neutral ``RunResult``."""
-    result = RunResult(run_id=response.id, status=_FINAL_STATUS.get(response.status, RunStatus.FAILED))
+    result = RunResult(
+        run_id=response.id, status=_FINAL_STATUS.get(response.status, RunStatus.FAILED)
+    )
     seen_files: set[str] = set()
     for item in response.output or []:
         kind = getattr(item, "type", None)
@@ -236,7 +238,9 @@ def _message(item: Any, result: RunResult, seen_files: set[str]) -> AssistantMes
             if kind == "file_citation":
                 marker = f"【{len(result.messages)}.{len(texts)}.{len(citations)}†】"
                 citations.append(
-                    Citation(marker=marker, filename=ann.filename or ann.file_id, file_id=ann.file_id)
+                    Citation(
+                        marker=marker, filename=ann.filename or ann.file_id, file_id=ann.file_id
+                    )
                 )
                 inserts.append((ann.index, marker))
             elif kind == "container_file_citation" and ann.file_id not in seen_files:

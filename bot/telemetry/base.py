@@ -14,20 +14,34 @@ Outcome = Literal["Success", "Fail", "Indeterminate"]
 
 
 class TurnTrace(Protocol):
-    """A trace for one turn (a run, including its quiz continuations)."""
+    """A trace for one turn (a run, including its quiz continuations).
 
-    def set_attribute(self, key: str, value: str | int | float | bool) -> None: ...
+    Attribute keys: plain names (``run_id``) are recorded as ``tutorbot.<name>``,
+    dotted ones (``gen_ai.usage.input_tokens``) as given, ``model`` as
+    ``gen_ai.request.model``. Message text goes only under content keys (``input``,
+    ``output``, ``text``, ``prompt``, ``instructions``, …), which are dropped when the
+    telemetry was created with ``redact_content``.
+    """
+
+    def set_attribute(self, key: str, value: str | int | float | bool) -> None:
+        """Add or replace one attribute of the turn's trace (ignored after ``end``)."""
 
     @contextmanager
     def model_call(self, name: str, **attributes: Any) -> Iterator[None]:
-        """A child span around one call to the model service (e.g. ``responses.create``)."""
+        """A child span of this turn around one call to the model service.
+
+        ``name`` is the operation (``responses.create``, ``start_run``); an exception
+        from the body marks the span failed and propagates.
+        """
         yield
 
     def end(self, outcome: Outcome) -> None:
-        """End the trace; never blocks the event loop. Idempotent."""
+        """End the trace with ``outcome``; never blocks the event loop. The first call wins."""
 
 
 class Telemetry(Protocol):
+    """Where turns are traced; one per process, from ``bot.telemetry.create_telemetry``."""
+
     def start_turn(
         self,
         *,
@@ -37,7 +51,9 @@ class Telemetry(Protocol):
         thread_key: str,
         turn_id: int,
         text: str | None = None,
-    ) -> TurnTrace: ...
+    ) -> TurnTrace:
+        """Start the trace of one turn; ``text`` is the user's message (content)."""
+        ...
 
     async def aclose(self) -> None:
         """Flush what is pending (bounded by a few seconds) and stop."""

@@ -1,0 +1,171 @@
+"""The core, end to end: Slack threads are assistant threads, for both runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+
+from tests.e2e.conftest import Harness
+from tests.fakes.openai_model import Reply
+from tests.fakes.slack_payloads import app_mention, message, next_ts
+
+
+async def test_mention_gets_a_threaded_reply(harness: Harness) -> None:
+    harness.openai.model.push(Reply(text="**x = 1**, because 3x = 3."))
+    event = await harness.mention("Solve 3x + 11 = 14")
+    [answer] = await harness.wait_answers("C1", event["ts"], 1)
+    assert "x = 1" in answer
+    assert harness.openai.user_messages() == ["Solve 3x + 11 = 14"]
+    # The answer is rendered as Slack Markdown (a markdown block), in the thread.
+    [reply] = [m for m in harness.slack.bot_messages("C1", event["ts"]) if m["ts"] != event["ts"]]
+    assert reply["thread_ts"] == event["ts"]
+    assert reply["blocks"][0]["type"] == "markdown"
+
+
+async def test_follow_up_reuses_the_assistant_thread(harness: Harness) -> None:
+    event = await harness.mention("first question")
+    await harness.wait_answers("C1", event["ts"], 1)
+    # No mention needed once the bot is in the thread.
+    await harness.say("second question", thread_ts=event["ts"])
+    answers = await harness.wait_answers("C1", event["ts"], 2)
+    assert "Echo: second question" in answers[1]
+    threads = {ctx.thread_id for ctx in harness.openai.model.calls}
+    assert len(threads) == 1
+    # The model saw the whole conversation as context.
+    last = harness.openai.model.calls[-1]
+    assert "first question" in json.dumps(last.history)
+
+
+async def test_two_slack_threads_are_two_assistant_threads(harness: Harness) -> None:
+    a = await harness.mention("question A")
+    b = await harness.mention("question B", channel="C2")
+    await harness.wait_answers("C1", a["ts"], 1)
+    await harness.wait_answers("C2", b["ts"], 1)
+    assert len({ctx.thread_id for ctx in harness.openai.model.calls}) == 2
+
+
+async def test_thread_chatter_without_the_bot_is_ignored(harness: Harness) -> None:
+    parent = next_ts()
+    await harness.say("people talking", thread_ts=parent)
+    await harness.say("top-level chatter")
+    await asyncio.sleep(0.3)
+    assert harness.openai.model.calls == []
+    assert harness.slack.bot_messages("C1") == []
+
+
+async def test_direct_message_threads_are_separate_conversations(harness: Harness) -> None:
+    first = await harness.say("what is a prime?", channel="DU1")
+    [answer] = await harness.wait_answers("DU1", first["ts"], 1)
+    assert "Echo: what is a prime?" in answer
+    second = await harness.say("another topic", channel="DU1")
+    await harness.wait_answers("DU1", second["ts"], 1)
+    assert len({ctx.thread_id for ctx in harness.openai.model.calls}) == 2
+
+
+async def test_duplicate_deliveries_give_one_reply(harness: Harness) -> None:
+    assert harness.sender is not None
+    harness.openai.model.push(Reply(text="once", latency=0.3))
+    event = app_mention(text="<@UBOT> hello", ts=next_ts())
+    first = await harness.sender.post_event(event)
+    # Slack's retry: same event_id; and the same message as a `message` event.
+    retry = await harness.sender.post_event(event, event_id=first.event_id, retry_num=1)
+    copy = message(text="<@UBOT> hello", ts=event["ts"])
+    also = await harness.sender.post_event(copy)
+    assert (first.status, retry.status, also.status) == (200, 200, 200)
+    await harness.wait_answers("C1", event["ts"], 1)
+    await asyncio.sleep(0.5)
+    assert len(harness.answers("C1", event["ts"])) == 1
+    assert len(harness.openai.model.calls) == 1
+
+
+async def test_burst_in_one_thread_is_answered_in_order(harness: Harness) -> None:
+    event = await harness.mention("q0")
+    await harness.wait_answers("C1", event["ts"], 1)
+    for i in range(1, 4):
+        harness.openai.model.push(Reply(text=f"answer {i}", latency=0.3))
+    await asyncio.gather(*(harness.say(f"q{i}", thread_ts=event["ts"]) for i in range(1, 4)))
+    answers = await harness.wait_answers("C1", event["ts"], 4)
+    assert [a.split()[-1] for a in answers[1:]] == ["1", "2", "3"]
+    assert max(harness.openai.max_concurrent.values()) == 1
+    # The model got the messages in the order Slack delivered them.
+    assert harness.openai.user_messages()[1:] == ["q1", "q2", "q3"]
+
+
+async def test_threads_proceed_concurrently(harness: Harness) -> None:
+    harness.openai.model.push(Reply(text="slow", latency=1.5), Reply(text="fast"))
+    slow = await harness.mention("slow one")
+    await asyncio.sleep(0.2)
+    fast = await harness.mention("fast one", channel="C2")
+    started = time.monotonic()
+    await harness.wait_answers("C2", fast["ts"], 1)
+    assert time.monotonic() - started < 1.4, "a slow thread delayed another thread"
+    await harness.wait_answers("C1", slow["ts"], 1)
+
+
+async def test_model_failure_is_told_in_the_thread(harness: Harness) -> None:
+    harness.openai.model.push(Reply(fail="server_error"))
+    event = await harness.mention("break please")
+    [note] = await harness.wait_answers("C1", event["ts"], 1)
+    assert "again" in note.lower()
+    assert "Traceback" not in note
+    # The process keeps serving; the next message works.
+    await harness.say("try again", thread_ts=event["ts"])
+    answers = await harness.wait_answers("C1", event["ts"], 2)
+    assert "Echo: try again" in answers[1]
+
+
+async def test_model_service_down_is_told_in_the_thread(harness: Harness) -> None:
+    harness.openai.fail_next("/", status=500, count=50)
+    event = await harness.mention("anyone there?")
+    [note] = await harness.wait_answers("C1", event["ts"], 1, timeout=30)
+    assert "model service" in note.lower()
+
+
+async def test_empty_mention_gets_a_friendly_prompt(harness: Harness) -> None:
+    assert harness.sender is not None
+    event = app_mention(text="<@UBOT>", ts=next_ts())
+    await harness.sender.post_event(event)
+    [prompt] = await harness.wait_answers("C1", event["ts"], 1)
+    assert "ask me" in prompt.lower()
+    assert harness.openai.model.calls == []
+
+
+async def test_slack_rate_limit_is_waited_out_and_posted_once(harness: Harness) -> None:
+    harness.slack.rate_limit_next("chat.update", retry_after=1)
+    harness.slack.rate_limit_next("chat.postMessage", retry_after=1)
+    event = await harness.mention("rate limited")
+    [answer] = await harness.wait_answers("C1", event["ts"], 1)
+    assert "Echo: rate limited" in answer
+
+
+async def test_restart_with_a_run_in_flight_resumes_it(harness: Harness) -> None:
+    harness.openai.model.push(Reply(text="survived the restart", latency=2.0))
+    event = await harness.mention("long question")
+    await harness.slack.wait_for(lambda: harness.openai.model.calls)
+    await harness.restart()
+    [answer] = await harness.wait_answers("C1", event["ts"], 1, timeout=20)
+    assert "survived the restart" in answer
+    assert len(harness.openai.model.calls) == 1
+
+
+async def test_queued_message_survives_a_restart(harness: Harness) -> None:
+    event = await harness.mention("q0")
+    await harness.wait_answers("C1", event["ts"], 1)
+    harness.openai.model.push(Reply(text="a1", latency=1.0), Reply(text="a2"))
+    await harness.say("q1", thread_ts=event["ts"])
+    await harness.say("q2", thread_ts=event["ts"])
+    await harness.slack.wait_for(lambda: len(harness.openai.model.calls) >= 2)
+    await harness.restart()
+    answers = await harness.wait_answers("C1", event["ts"], 3, timeout=20)
+    assert [a.split()[-1] for a in answers[1:]] == ["a1", "a2"]
+
+
+async def test_healthz(harness: Harness) -> None:
+    async with aiohttp.ClientSession() as session, session.get(f"{harness.url}/healthz") as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    assert body["ok"] is True
+    assert body["runtime"] == harness.runtime
