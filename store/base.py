@@ -44,8 +44,9 @@ class Store(Protocol):
     ) -> Thread:
         """Atomic: concurrent callers with one key get the same row."""
 
-    async def set_thread_remote(self, thread_id: int, runtime: str, remote_id: str | None) -> None:
-        ...
+    async def set_thread_remote(
+        self, thread_id: int, runtime: str, remote_id: str | None
+    ) -> None: ...
 
     async def try_lock_thread(self, thread_id: int, owner: str, ttl_seconds: float) -> bool:
         """Take or renew the thread's work lease; False if another owner holds a live one.
@@ -146,8 +147,9 @@ class Store(Protocol):
 
     async def get_remote_file(self, thread_id: int, slack_file_id: str) -> str | None: ...
 
-    async def remember_file(self, thread_id: int, slack_file_id: str, remote_file_id: str) -> None:
-        ...
+    async def remember_file(
+        self, thread_id: int, slack_file_id: str, remote_file_id: str
+    ) -> None: ...
 
     # -- settings ------------------------------------------------------------------------
 
