@@ -346,11 +346,15 @@ class TurnProcessor:
         except RunNotAwaitingOutputs:
             log.info("run %s no longer takes outputs; sending the answers as a message", batch)
             await self._quizzes.mark_expired(submission)
-            await self._replies.post(
+            # The note takes the progress message's place; the answer comes after it.
+            await self._replies.replace_or_post(
                 ctx.thread.key.channel,
+                ctx.thread.key.thread_ts,
+                ctx.placeholder_ts,
                 "The quiz's run had already ended, so I've sent your answers as a new message.",
-                thread_ts=ctx.thread.key.thread_ts,
             )
+            ctx.placeholder_ts = None
+            await self._show_progress(ctx, "Thinking…", force=True)
             with ctx.trace.model_call("start_run", runtime=self._runtime.name):
                 run_id = await self._start_recorded(
                     turn,

@@ -1,0 +1,380 @@
+"""Interactive quizzes end to end: display_quiz -> Block Kit -> clicks/modal -> tool output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Harness
+from tests.fakes.openai_model import FunctionCall, Reply
+from tests.fakes.slack_payloads import block_actions, view_submission
+from tests.fakes.slack_server import message_text
+
+MIXED_QUIZ = {
+    "title": "Linear equations",
+    "questions": [
+        {
+            "question_text": "Solve 2x = 6",
+            "question_type": "MULTIPLE_CHOICE",
+            "choices": ["x = 2", "x = 3", "x = 4"],
+        },
+        {"question_text": "Explain how you isolate x.", "question_type": "FREE_RESPONSE"},
+    ],
+}
+MC_ONLY = {
+    "title": "Warm-up",
+    "questions": [
+        {"question_text": "2 + 2?", "question_type": "MULTIPLE_CHOICE", "choices": ["3", "4"]}
+    ],
+}
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def quiz_call(args: dict[str, Any] | str) -> FunctionCall:
+    return FunctionCall(
+        name="display_quiz", arguments=args if isinstance(args, str) else json.dumps(args)
+    )
+
+
+def buttons(msg: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        el
+        for block in msg.get("blocks") or []
+        if block.get("type") == "actions"
+        for el in block.get("elements", [])
+    ]
+
+
+def button(msg: dict[str, Any], *, starts: str, text: str | None = None) -> dict[str, Any]:
+    for el in buttons(msg):
+        if el["action_id"].startswith(starts) and (text is None or text in el["text"]["text"]):
+            return el
+    raise AssertionError(f"no {starts} button {text!r} in {json.dumps(msg.get('blocks'))[:800]}")
+
+
+def quiz_messages(h: Harness, thread_ts: str, channel: str = "C1") -> list[dict[str, Any]]:
+    return [
+        m
+        for m in h.slack.bot_messages(channel, thread_ts)
+        if any(b.get("type") == "header" for b in m.get("blocks") or [])
+    ]
+
+
+async def wait_quizzes(h: Harness, thread_ts: str, count: int = 1) -> list[dict[str, Any]]:
+    return await h.slack.wait_for(
+        lambda: (q := quiz_messages(h, thread_ts)) and len(q) >= count and q
+    )
+
+
+async def click(
+    h: Harness, msg: dict[str, Any], el: dict[str, Any], *, user: str = "U1", channel: str = "C1"
+) -> None:
+    assert h.sender is not None
+    fresh = h.slack.find_message(channel, msg["ts"]) or msg
+    payload = block_actions(
+        action_id=el["action_id"],
+        value=el["value"],
+        message=fresh,
+        user=user,
+        channel=channel,
+        trigger_id=h.slack.new_trigger_id(user),
+    )
+    result = await h.sender.post_interaction(payload)
+    assert result.status == 200, result.body
+
+
+async def answer_free(
+    h: Harness, msg: dict[str, Any], text: str, *, user: str = "U1", metadata: str | None = None
+) -> dict[str, Any]:
+    """Open the free-response modal with its button and submit ``text``; returns the ack body."""
+    assert h.sender is not None
+    opened = len(h.slack.views)
+    await click(h, msg, button(msg, starts="quiz_free_open"), user=user)
+    await h.slack.wait_for(lambda: len(h.slack.views) > opened)
+    view = h.slack.views[-1]["view"]
+    result = await h.sender.post_interaction(
+        view_submission(
+            view=view,
+            values={"answer": {"answer_input": text}},
+            user=user,
+            private_metadata=metadata,
+        )
+    )
+    assert result.status == 200, result.body
+    return json.loads(result.body) if result.body.strip() else {}
+
+
+async def test_quiz_answered_by_button_and_modal(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(
+        Reply(function_calls=[quiz_call(MIXED_QUIZ)]), Reply(text="Both right — well done!")
+    )
+    event = await h.mention("quiz me on equations")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    assert "Linear equations" in message_text(quiz)
+    # Pick a wrong answer, change it: the choice stays changeable and visible until submitted.
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="x = 2"))
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="x = 3"))
+    await h.slack.wait_for(lambda: "✓ x = 3" in dump(h.slack.find_message("C1", quiz["ts"])))
+    ack = await answer_free(h, quiz, "  Divide both sides by 2.  ")
+    assert ack.get("response_action") != "errors"
+    await click(
+        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
+    )
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert "well done" in answers[-1]
+    [output] = h.openai.tool_outputs()
+    assert json.loads(output["output"]) == ["x = 3", "Divide both sides by 2."]
+    closed = h.slack.find_message("C1", quiz["ts"])
+    assert closed is not None and buttons(closed) == []
+    assert "x = 3" in message_text(closed)
+
+
+async def test_two_quiz_calls_in_one_run_submit_together(harness: Harness) -> None:
+    h = harness
+    second = {**MC_ONLY, "title": "Second"}
+    h.openai.model.push(
+        Reply(function_calls=[quiz_call(MC_ONLY), quiz_call(second)]),
+        Reply(text="Feedback on both"),
+    )
+    event = await h.mention("two quizzes please")
+    first_msg, second_msg = await wait_quizzes(h, event["ts"], 2)
+    for msg in (first_msg, second_msg):
+        await click(h, msg, button(msg, starts="quiz_choice", text="4"))
+    await click(
+        h,
+        first_msg,
+        button(h.slack.find_message("C1", first_msg["ts"]) or first_msg, starts="quiz_submit"),
+    )
+    await asyncio.sleep(0.3)
+    assert h.openai.tool_outputs() == []  # nothing goes until every quiz of the run is in
+    await click(
+        h,
+        second_msg,
+        button(h.slack.find_message("C1", second_msg["ts"]) or second_msg, starts="quiz_submit"),
+    )
+    answers = await h.wait_answers("C1", event["ts"], 3)
+    assert "Feedback on both" in answers[-1]
+    outputs = h.openai.tool_outputs()
+    assert [json.loads(o["output"]) for o in outputs] == [["4"], ["4"]]
+
+
+async def test_invalid_arguments_get_an_error_output_the_model_can_fix(harness: Harness) -> None:
+    h = harness
+    bad = {
+        "title": "Broken",
+        "questions": [
+            {"question_text": "Pick", "question_type": "MULTIPLE_CHOICE", "choices": ["only one"]}
+        ],
+    }
+    h.openai.model.push(
+        Reply(function_calls=[quiz_call("{not json")]),
+        Reply(function_calls=[quiz_call(bad)]),
+        Reply(function_calls=[quiz_call({"title": "No questions", "questions": []})]),
+        Reply(text="Sorry, let me just explain instead."),
+    )
+    event = await h.mention("quiz me")
+    answers = await h.wait_answers("C1", event["ts"], 1)
+    assert "explain instead" in answers[-1]
+    errors = [json.loads(o["output"]) for o in h.openai.tool_outputs()]
+    assert len(errors) == 3
+    assert all("error" in e for e in errors)
+    assert "choices" in errors[1]["error"]
+    assert quiz_messages(h, event["ts"]) == []
+    assert not [
+        c for c in h.slack.calls if c.response and c.response.get("error") == "invalid_blocks"
+    ]
+
+
+async def test_click_after_a_restart_still_works(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(
+        Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Correct after restart")
+    )
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    await h.restart()
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
+    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
+    await click(
+        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
+    )
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert "Correct after restart" in answers[-1]
+
+
+async def test_new_message_while_a_quiz_is_open_skips_it(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]))
+    if h.runtime == "assistants":
+        # The skip output lets the waiting run finish; its words are not posted.
+        h.openai.model.push(Reply(text="OK, moving on (not posted)"))
+    h.openai.model.push(Reply(text="About fractions..."))
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    choice = button(quiz, starts="quiz_choice", text="4")
+    await h.say("actually, explain fractions", thread_ts=event["ts"])
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert "About fractions" in answers[-1]
+    assert "not posted" not in dump(h.slack.messages)
+    [output] = h.openai.tool_outputs()
+    assert json.loads(output["output"])["status"] == "skipped"
+    closed = h.slack.find_message("C1", quiz["ts"])
+    assert closed is not None and buttons(closed) == []
+    assert "skipped" in message_text(closed).lower()
+    # A late click on the skipped quiz is explained, not recorded.
+    await click(h, quiz, choice)
+    note = await h.slack.wait_for(lambda: h.slack.ephemerals)
+    assert "skipped" in json.dumps(note).lower()
+
+
+async def test_double_clicks_and_strangers(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Nice."))
+    event = await h.mention("quiz", user="U1")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    # Someone else tries to answer: told it's not theirs, nothing recorded.
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="3"), user="U2")
+    note = await h.slack.wait_for(lambda: [e for e in h.slack.ephemerals if e.get("user") == "U2"])
+    assert "<@U1>" in json.dumps(note)
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
+    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
+    submit = button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
+    await asyncio.gather(click(h, quiz, submit), click(h, quiz, submit))
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert "Nice." in answers[-1]
+    assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
+    await h.slack.wait_for(lambda: [e for e in h.slack.ephemerals if e.get("user") == "U1"])
+
+
+async def test_submit_before_answering_everything_is_explained(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MIXED_QUIZ)]))
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    await click(h, quiz, button(quiz, starts="quiz_submit"))
+    note = await h.slack.wait_for(lambda: h.slack.ephemerals)
+    assert "every question" in json.dumps(note)
+    assert h.openai.tool_outputs() == []
+
+
+async def test_modal_field_errors_and_tampering(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MIXED_QUIZ)]))
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    empty = await answer_free(h, quiz, "   ")
+    assert empty["response_action"] == "errors" and "answer" in empty["errors"]
+    too_long = await answer_free(h, quiz, "x" * 3001)
+    assert too_long["response_action"] == "errors"
+    for metadata in ('{"quiz_id": 999999, "question": 1}', "not json", '{"quiz_id": "1; drop"}'):
+        tampered = await answer_free(h, quiz, "an answer", metadata=metadata)
+        assert tampered["response_action"] == "errors"
+    # A stranger cannot answer through a forged modal either.
+    view = h.slack.views[-1]["view"]
+    assert h.sender is not None
+    forged = await h.sender.post_interaction(
+        view_submission(view=view, values={"answer": {"answer_input": "forged"}}, user="U2")
+    )
+    assert json.loads(forged.body)["response_action"] == "errors"
+    assert "forged" not in dump(h.slack.find_message("C1", quiz["ts"]))
+    assert h.openai.tool_outputs() == []
+
+
+async def test_expired_trigger_asks_to_click_again(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MIXED_QUIZ)]))
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    assert h.sender is not None
+    trigger = h.slack.new_trigger_id("U1")
+    h.slack.expire_trigger(trigger)
+    el = button(quiz, starts="quiz_free_open")
+    payload = block_actions(
+        action_id=el["action_id"], value=el["value"], message=quiz, trigger_id=trigger
+    )
+    result = await h.sender.post_interaction(payload)
+    assert result.status == 200
+    note = await h.slack.wait_for(lambda: h.slack.ephemerals)
+    assert "click" in json.dumps(note).lower()
+
+
+async def test_tampered_button_values_are_rejected(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]))
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    assert h.sender is not None
+    for action_id, value in [
+        ("quiz_choice:0:7", "1:0:7"),
+        ("quiz_choice:0:1", "999:0:1"),
+        ("quiz_choice:0:1", "garbage"),
+        ("quiz_submit", "-1"),
+    ]:
+        result = await h.sender.post_interaction(
+            block_actions(action_id=action_id, value=value, message=quiz)
+        )
+        assert result.status == 200
+    await asyncio.sleep(0.3)
+    assert "✓" not in dump(h.slack.find_message("C1", quiz["ts"]))
+    assert h.openai.tool_outputs() == []
+
+
+async def test_slash_command_quiz(harness: Harness) -> None:
+    h = harness
+    assert h.sender is not None
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]))
+    result = await h.sender.post_command("quiz fractions")
+    assert result.status == 200
+    parent = await h.slack.wait_for(
+        lambda: [m for m in h.slack.bot_messages("C1") if "quiz on" in (m.get("text") or "")]
+    )
+    await wait_quizzes(h, parent[0]["ts"])
+    assert "fractions" in h.openai.user_messages()[0]
+
+
+@pytest.mark.parametrize("runtime", ["assistants"])
+async def test_answers_after_the_run_expired_go_in_as_a_message(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(
+        Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Thanks — 4 is right.")
+    )
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    h.openai.clock.advance(601)  # requires_action runs expire 10 minutes after creation
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
+    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
+    await click(
+        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
+    )
+    answers = await h.wait_answers("C1", event["ts"], 3)
+    assert "4 is right" in answers[-1]
+    assert any("new message" in a for a in answers)  # the student is told
+    assert h.openai.tool_outputs() == []
+    assert "My answer: 4" in h.openai.user_messages()[-1]
+    closed = h.slack.find_message("C1", quiz["ts"])
+    assert closed is not None and buttons(closed) == []
+    assert "expired" in message_text(closed)
+
+
+@pytest.mark.parametrize("runtime", ["assistants"])
+async def test_quiz_answered_within_the_run_lifetime_after_a_pause(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="In time!"))
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    h.openai.clock.advance(540)  # nine minutes: still in time
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
+    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
+    await click(
+        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
+    )
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert "In time!" in answers[-1]
+    assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
