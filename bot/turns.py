@@ -7,11 +7,11 @@ parked as NEEDS_TOOL_OUTPUTS while a quiz waits for the student.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from bot.domain import Thread, Turn, TurnKind, TurnStatus
 from bot.files import FileIntake
@@ -31,6 +31,8 @@ from bot.telemetry.base import Outcome, Telemetry, TurnTrace
 from store.base import Store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_INPUT_CHARS = 32_000
 EMPTY_PROMPT = (
@@ -83,14 +85,24 @@ class TurnProcessor:
         self._quizzes = quizzes
         self._files = files
         self._run_timeout = run_timeout
-        self._critical: set[asyncio.Task[str]] = set()
+        self._critical: set[asyncio.Future[Any]] = set()
+
+    async def _shielded(self, step: Awaitable[T], name: str) -> T:
+        """Run ``step`` to its end even if this turn's task is cancelled (shutdown).
+
+        Used where stopping half-way would repeat or lose work on restart: between the model
+        service accepting a run and the store learning its id (a second run on a busy
+        thread), and between posting a run's results and recording that (a doubled reply).
+        ``drain()`` waits for these at shutdown.
+        """
+        task = asyncio.ensure_future(step)
+        task.set_name(name)
+        self._critical.add(task)
+        task.add_done_callback(self._critical.discard)
+        return await asyncio.shield(task)
 
     async def _start_recorded(self, turn: Turn, start: Callable[[], Awaitable[str]]) -> str:
-        """Start a run and record its id as one step that shutdown does not cut in half.
-
-        Cancelling between the model service accepting a run and the store learning its id
-        would leave a run nobody awaits and, on restart, a second run on a busy thread.
-        """
+        """Start a run (or submit outputs) and record the run id, as one shielded step."""
 
         async def step() -> str:
             run_id = await start()
@@ -98,10 +110,7 @@ class TurnProcessor:
             turn.remote_run_id = run_id
             return run_id
 
-        task = asyncio.get_running_loop().create_task(step(), name=f"start-turn-{turn.id}")
-        self._critical.add(task)
-        task.add_done_callback(self._critical.discard)
-        return await asyncio.shield(task)
+        return await self._shielded(step(), f"start-turn-{turn.id}")
 
     async def drain(self, timeout: float = 10.0) -> None:
         """At shutdown: let runs being started get their ids recorded."""
@@ -239,26 +248,40 @@ class TurnProcessor:
                     on_progress=lambda label: self._show_progress(ctx, label),
                     timeout=self._run_timeout,
                 )
-            await self._post_results(ctx, result)
-            if result.status is not RunStatus.REQUIRES_ACTION:
-                return await self._finish(ctx, result)
-            student = await self._student_of(ctx.turn)
-            immediate = await self._quizzes.open_quizzes(ctx.thread, ctx.turn, result, student)
-            if immediate is None:
-                # Parked: the quiz waits for the student; this worker moves on.
-                await self._store.update_turn(
-                    ctx.turn.id, status=TurnStatus.NEEDS_TOOL_OUTPUTS, remote_run_id=run_id
-                )
-                await self._clear_placeholder(ctx)
-                return "Success"
-            # Every call was invalid: hand the errors straight back so the model can retry.
-            with ctx.trace.model_call("submit_tool_outputs", run_id=run_id):
-                run_id = await self._start_recorded(
-                    ctx.turn,
-                    functools.partial(
-                        self._runtime.submit_tool_outputs, remote_thread, run_id, immediate
-                    ),
-                )
+            outcome, next_run = await self._shielded(
+                self._settle(ctx, result), f"settle-turn-{ctx.turn.id}"
+            )
+            if next_run is None:
+                return outcome
+            run_id = next_run
+
+    async def _settle(self, ctx: _Context, result: RunResult) -> tuple[Outcome, str | None]:
+        """Post what a run produced and record where the turn stands.
+
+        Returns the outcome, or the id of the run to await next (when every function call
+        was invalid and the errors went straight back to the model).
+        """
+        await self._post_results(ctx, result)
+        if result.status is not RunStatus.REQUIRES_ACTION:
+            return await self._finish(ctx, result), None
+        student = await self._student_of(ctx.turn)
+        immediate = await self._quizzes.open_quizzes(ctx.thread, ctx.turn, result, student)
+        if immediate is None:
+            # Parked: the quiz waits for the student; this worker moves on.
+            await self._store.update_turn(
+                ctx.turn.id, status=TurnStatus.NEEDS_TOOL_OUTPUTS, remote_run_id=result.run_id
+            )
+            await self._clear_placeholder(ctx)
+            return "Success", None
+        # Every call was invalid: hand the errors straight back so the model can retry.
+        remote_thread = ctx.thread.remote_id
+        assert remote_thread is not None
+        with ctx.trace.model_call("submit_tool_outputs", run_id=result.run_id):
+            run_id = await self._runtime.submit_tool_outputs(
+                remote_thread, result.run_id, immediate
+            )
+        await self._store.update_turn(ctx.turn.id, remote_run_id=run_id)
+        return "Indeterminate", run_id
 
     async def _student_of(self, turn: Turn) -> str | None:
         if turn.kind is TurnKind.QUIZ_ANSWERS and turn.parent_turn_id is not None:
@@ -283,10 +306,8 @@ class TurnProcessor:
                 await self._replies.post(
                     key.channel, chunk.text, thread_ts=key.thread_ts, blocks=chunk.blocks
                 )
-        for work in render_work(result.steps):
-            await self._replies.post(
-                key.channel, work.text, thread_ts=key.thread_ts, blocks=work.blocks
-            )
+        # What the code made comes right after the answer (people look before they read);
+        # the code itself follows as one compact "Show work" reply.
         for generated in result.files:
             try:
                 content = await self._runtime.download_file(generated)
@@ -298,6 +319,10 @@ class TurnProcessor:
                     f"_I made a file ({generated.filename}) but couldn't share it._",
                     thread_ts=key.thread_ts,
                 )
+        for work in render_work(result.steps):
+            await self._replies.post(
+                key.channel, work.text, thread_ts=key.thread_ts, blocks=work.blocks
+            )
 
     async def _finish(self, ctx: _Context, result: RunResult) -> Outcome:
         status = _FINAL_STATUS.get(result.status, TurnStatus.FAILED)

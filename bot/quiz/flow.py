@@ -104,31 +104,19 @@ class QuizFlow:
             return outputs
         batch = batch_key(result.run_id, result.tool_calls[0].call_id)
         for call in result.tool_calls:
+            error: str | None = None
             if call.name != DISPLAY_QUIZ_NAME:
                 error = json.dumps(
-                    {
-                        "error": f"Unknown function {call.name!r}; only "
-                        f"{DISPLAY_QUIZ_NAME} is available."
-                    }
+                    {"error": f"Unknown function {call.name!r}; only {DISPLAY_QUIZ_NAME} exists."}
                 )
-                await self._create(
-                    thread,
-                    turn,
-                    batch,
-                    call.call_id,
-                    student,
-                    title="",
-                    questions=(),
-                    status=QuizStatus.INVALID,
-                    error=error,
-                )
-                outputs.append(ToolOutput(call.call_id, error))
-                continue
-            try:
-                spec = parse_quiz_arguments(call.arguments)
-            except QuizValidationError as exc:
-                log.info("display_quiz %s rejected: %s", call.call_id, exc)
-                error = error_output(exc)
+            else:
+                try:
+                    spec = parse_quiz_arguments(call.arguments)
+                except QuizValidationError as exc:
+                    log.info("display_quiz %s rejected: %s", call.call_id, exc)
+                    error = error_output(exc)
+            if error is not None:
+                # Remembered so the error goes out with the batch's other outputs.
                 await self._create(
                     thread,
                     turn,
