@@ -162,6 +162,7 @@ class TutorBot:
             await self._runner.cleanup()
         await self.conversation.close()
         await self.processor.drain()
+        self.processor.close_traces()
         await self.tasks.close(timeout=1.0)
         await self.telemetry.aclose()
         await self.runtime.aclose()

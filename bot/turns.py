@@ -54,6 +54,42 @@ _FINAL_STATUS = {
     RunStatus.COMPLETED: TurnStatus.COMPLETED,
 }
 PROGRESS_MIN_INTERVAL = 1.5
+PARKED_TRACE_TTL = 3600.0
+
+
+class ParkedTraces:
+    """Traces of turns waiting for a quiz, so the answers' turn continues the same trace.
+
+    In memory: after a restart (or in another process) the continuation starts its own
+    trace, linked by its ``parent_turn_id`` attribute. Unanswered quizzes end their trace
+    "Indeterminate" when the thread moves on or after ``PARKED_TRACE_TTL``.
+    """
+
+    def __init__(self) -> None:
+        self._traces: dict[int, tuple[int, float, TurnTrace]] = {}
+
+    def park(self, turn: Turn, trace: TurnTrace) -> None:
+        self._traces[turn.id] = (turn.thread_id, time.monotonic(), trace)
+
+    def resume(self, turn_id: int) -> TurnTrace | None:
+        entry = self._traces.pop(turn_id, None)
+        return entry[2] if entry else None
+
+    def end_thread(self, thread_id: int) -> None:
+        self._end(lambda t, _: t == thread_id)
+
+    def end_stale(self) -> None:
+        cutoff = time.monotonic() - PARKED_TRACE_TTL
+        self._end(lambda _, parked_at: parked_at < cutoff)
+
+    def end_all(self) -> None:
+        self._end(lambda _, __: True)
+
+    def _end(self, which: Callable[[int, float], bool]) -> None:
+        for turn_id, (thread_id, parked_at, trace) in list(self._traces.items()):
+            if which(thread_id, parked_at):
+                del self._traces[turn_id]
+                trace.end("Indeterminate")
 
 
 @dataclass(slots=True)
@@ -62,6 +98,7 @@ class _Context:
     turn: Turn
     trace: TurnTrace
     placeholder_ts: str | None = None
+    parked: bool = False  # waiting on a quiz: the trace stays open for the answers
     last_label: str | None = None
     last_progress_at: float = 0.0
 
@@ -86,6 +123,7 @@ class TurnProcessor:
         self._files = files
         self._run_timeout = run_timeout
         self._critical: set[asyncio.Future[Any]] = set()
+        self._parked = ParkedTraces()
 
     async def _shielded(self, step: Awaitable[T], name: str) -> T:
         """Run ``step`` to its end even if this turn's task is cancelled (shutdown).
@@ -123,14 +161,7 @@ class TurnProcessor:
         if thread is None:  # pragma: no cover - foreign keys make this impossible
             await self._store.update_turn(turn.id, status=TurnStatus.FAILED, error="no thread")
             return
-        trace = self._telemetry.start_turn(
-            runtime=self._runtime.name,
-            team=thread.key.team,
-            channel=thread.key.channel,
-            thread_key=str(thread.key),
-            turn_id=turn.id,
-            text=turn.text if turn.kind is TurnKind.MESSAGE else None,
-        )
+        trace = self._trace_for(thread, turn)
         ctx = _Context(thread=thread, turn=turn, trace=trace, placeholder_ts=turn.status_message_ts)
         outcome: Outcome = "Indeterminate"
         try:
@@ -152,7 +183,37 @@ class TurnProcessor:
             )
             outcome = "Fail"
         finally:
-            trace.end(outcome)
+            if ctx.parked:
+                self._parked.park(turn, trace)  # continued by the quiz answers' turn
+            else:
+                trace.end(outcome)
+
+    def _trace_for(self, thread: Thread, turn: Turn) -> TurnTrace:
+        """The turn's trace: a quiz continuation carries on its run's trace when it is here."""
+        self._parked.end_stale()
+        if turn.kind is TurnKind.QUIZ_ANSWERS and turn.parent_turn_id is not None:
+            resumed = self._parked.resume(turn.parent_turn_id)
+            if resumed is not None:
+                resumed.set_attribute("quiz_continuation_turn_id", turn.id)
+                return resumed
+        # A new message moves on from any quiz still open in the thread.
+        self._parked.end_thread(thread.id)
+        trace = self._telemetry.start_turn(
+            runtime=self._runtime.name,
+            team=thread.key.team,
+            channel=thread.key.channel,
+            thread_key=str(thread.key),
+            turn_id=turn.id,
+            text=turn.text if turn.kind is TurnKind.MESSAGE else None,
+        )
+        trace.set_attribute("turn_kind", turn.kind.value)
+        if turn.parent_turn_id is not None:
+            trace.set_attribute("parent_turn_id", turn.parent_turn_id)
+        return trace
+
+    def close_traces(self) -> None:
+        """At shutdown: traces of turns still waiting on a quiz end undecided."""
+        self._parked.end_all()
 
     async def _process(self, ctx: _Context) -> Outcome:
         turn = ctx.turn
@@ -189,7 +250,9 @@ class TurnProcessor:
         pending_run, pending_outputs = await self._quizzes.skip_open(ctx.thread)
         user_input = UserInput(text=text, files=files)
         try:
-            with ctx.trace.model_call("start_run", runtime=self._runtime.name):
+            with ctx.trace.model_call(
+                "start_run", runtime=self._runtime.name, model=self._runtime.model
+            ):
                 run_id = await self._start_recorded(
                     turn,
                     lambda: self._runtime.start_run(
@@ -212,7 +275,9 @@ class TurnProcessor:
                 "_I lost the earlier part of this conversation, so I'm starting fresh._",
                 thread_ts=ctx.thread.key.thread_ts,
             )
-            with ctx.trace.model_call("start_run", runtime=self._runtime.name):
+            with ctx.trace.model_call(
+                "start_run", runtime=self._runtime.name, model=self._runtime.model
+            ):
                 run_id = await self._start_recorded(
                     turn, lambda: self._runtime.start_run(remote_thread, user_input)
                 )
@@ -241,7 +306,7 @@ class TurnProcessor:
         remote_thread = ctx.thread.remote_id
         assert remote_thread is not None
         while True:
-            with ctx.trace.model_call("wait_run", run_id=run_id):
+            with ctx.trace.model_call("wait_run", model=self._runtime.model, run_id=run_id):
                 result = await self._runtime.wait(
                     remote_thread,
                     run_id,
@@ -272,11 +337,14 @@ class TurnProcessor:
                 ctx.turn.id, status=TurnStatus.NEEDS_TOOL_OUTPUTS, remote_run_id=result.run_id
             )
             await self._clear_placeholder(ctx)
-            return "Success", None
+            ctx.parked = True
+            return "Indeterminate", None
         # Every call was invalid: hand the errors straight back so the model can retry.
         remote_thread = ctx.thread.remote_id
         assert remote_thread is not None
-        with ctx.trace.model_call("submit_tool_outputs", run_id=result.run_id):
+        with ctx.trace.model_call(
+            "submit_tool_outputs", model=self._runtime.model, run_id=result.run_id
+        ):
             run_id = await self._runtime.submit_tool_outputs(
                 remote_thread, result.run_id, immediate
             )
@@ -360,7 +428,9 @@ class TurnProcessor:
         if turn.parent_turn_id is not None:
             await self._store.update_turn(turn.parent_turn_id, status=TurnStatus.COMPLETED)
         try:
-            with ctx.trace.model_call("submit_tool_outputs", run_id=batch):
+            with ctx.trace.model_call(
+                "submit_tool_outputs", model=self._runtime.model, run_id=run_id_of(batch)
+            ):
                 run_id = await self._start_recorded(
                     turn,
                     lambda: self._runtime.submit_tool_outputs(
@@ -380,7 +450,9 @@ class TurnProcessor:
             )
             ctx.placeholder_ts = None
             await self._show_progress(ctx, "Thinking…", force=True)
-            with ctx.trace.model_call("start_run", runtime=self._runtime.name):
+            with ctx.trace.model_call(
+                "start_run", runtime=self._runtime.name, model=self._runtime.model
+            ):
                 run_id = await self._start_recorded(
                     turn,
                     lambda: self._runtime.start_run(

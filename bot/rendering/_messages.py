@@ -31,6 +31,10 @@ _LEADING_EMOJI = re.compile(r"^:[a-z0-9_+'-]+:")
 # after "<" keeps the text readable and inert.
 _SLACK_TOKEN = re.compile(r"<(?=!(?:channel|here|everyone|subteam\^)|@[UW][A-Z0-9]|#C[A-Z0-9])")
 _TRACEBACK = re.compile(r"Traceback \(most recent call last\)|\n\s*File \"")
+# Links into the code interpreter's sandbox ("[plot.png](sandbox:/mnt/data/plot.png)") lead
+# nowhere in Slack; the file itself is uploaded to the thread, so only its name is kept.
+_SANDBOX_LINK = re.compile(r"!?\[([^\]\n]*)\]\(\s*<?sandbox:([^)\s>]*)>?\s*\)")
+_SANDBOX_PATH = re.compile(r"sandbox:(?:/mnt/data/)?([^\s)\]>]+)")
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,22 @@ def render_answer(
     An empty answer gives one gentle "no answer" message.
     """
     body, sources = apply_citations(messages)
+    body = _without_sandbox_links(body)
     if not body:
         return [_markdown_message(NO_ANSWER)]
     markdown = f"{body}\n\n{sources}" if sources else body
     markdown = _SLACK_TOKEN.sub("<\u200b", markdown)
     return render_markdown(markdown, limit=limit)
+
+
+def _sandbox_label(match: re.Match[str]) -> str:
+    label = match[1].strip() or match[2].rsplit("/", 1)[-1]
+    return f"**{label}**" if label else ""
+
+
+def _without_sandbox_links(text: str) -> str:
+    text = _SANDBOX_LINK.sub(_sandbox_label, text)
+    return _SANDBOX_PATH.sub(lambda m: m[1].rsplit("/", 1)[-1], text).strip()
 
 
 def _truncate_logs(logs: str) -> str:

@@ -23,6 +23,7 @@ from bot.runtime.base import (
     Citation,
     CodeStep,
     GeneratedFile,
+    InputFile,
     ProgressCallback,
     RunNotAwaitingOutputs,
     RunResult,
@@ -51,8 +52,27 @@ _STATUS = {
     "expired": RunStatus.EXPIRED,
     "incomplete": RunStatus.INCOMPLETE,
 }
+# Extensions file_search can index (OpenAI's list); anything else needs the code interpreter.
+FILE_SEARCH_EXTENSIONS = frozenset(
+    "c cpp cs css doc docx go html java js json md pdf php pptx py rb sh tex ts txt".split()
+)
+UNREADABLE_FILES = (
+    "\n\n(The student also shared {names}, but none of the enabled tools can open that "
+    "kind of file here; say so.)"
+)
 _SETTING_ID = "assistants.assistant_id"
 _SETTING_FINGERPRINT = "assistants.fingerprint"
+
+
+def attachment_tool(file: InputFile, tools: Sequence[str]) -> str | None:
+    """The tool a message attachment goes to: the file's preferred one if enabled and able."""
+    ext = file.filename.rsplit(".", 1)[-1].lower() if "." in file.filename else ""
+    for tool in (file.use, "code_interpreter", "file_search"):
+        if tool not in tools:
+            continue
+        if tool == "code_interpreter" or (tool == "file_search" and ext in FILE_SEARCH_EXTENSIONS):
+            return tool
+    return None
 
 
 class AssistantsRuntime:
@@ -71,6 +91,7 @@ class AssistantsRuntime:
         self._client = client
         self._store = store
         self._model = model
+        self.model = model
         self._instructions = instructions
         self._tools = tuple(tools)
         self._configured_id = assistant_id
@@ -136,15 +157,23 @@ class AssistantsRuntime:
         if pending_run_id is not None and pending_outputs:
             await self._close_pending_run(thread_id, pending_run_id, pending_outputs)
         await self._cancel_active_runs(thread_id)
-        content: list[dict[str, Any]] = [{"type": "text", "text": user_input.text}]
+        text = user_input.text
+        content: list[dict[str, Any]] = []
         attachments: list[dict[str, Any]] = []
+        unreadable: list[str] = []
         for f in user_input.files:
             if f.use == "image":
                 content.append({"type": "image_file", "image_file": {"file_id": f.file_id}})
+                continue
+            tool = attachment_tool(f, self._tools)
+            if tool is None:
+                unreadable.append(f.filename)
             else:
-                tool = f.use if f.use in self._tools else None
-                if tool is not None:
-                    attachments.append({"file_id": f.file_id, "tools": [{"type": tool}]})
+                attachments.append({"file_id": f.file_id, "tools": [{"type": tool}]})
+        if unreadable:
+            # Tell the model, so the student hears why the file is not part of the answer.
+            text += UNREADABLE_FILES.format(names=", ".join(unreadable))
+        content.insert(0, {"type": "text", "text": text})
         async with translate_errors("threads.messages.create", thread_id=thread_id):
             await self._client.beta.threads.messages.create(
                 thread_id,

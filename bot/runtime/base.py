@@ -130,6 +130,7 @@ class Runtime(Protocol):
     """A model protocol adapter. Every method may raise a ``RuntimeError_`` subclass."""
 
     name: str
+    model: str
 
     async def start(self) -> None:
         """Prepare once at start (e.g. create or look up the assistant)."""

@@ -59,6 +59,7 @@ class ResponsesRuntime:
     ) -> None:
         self._client = client
         self._model = model
+        self.model = model
         self._instructions = instructions
         self._tools = tuple(tools)
 
