@@ -39,7 +39,12 @@ class TutorBot:
         self.tasks = BackgroundTasks()
         self.store = open_store(settings.database_url)
         self.web_client = make_web_client(settings.slack_bot_token, settings.slack_api_url)
-        self.replies = Replies(self.web_client)
+        self.replies = Replies(
+            self.web_client,
+            make_web_client(
+                settings.slack_bot_token, settings.slack_api_url, wait_out_rate_limits=False
+            ),
+        )
         self.runtime = create_runtime(settings, self.store)
         self.telemetry = create_telemetry(
             api_key=settings.agentops_api_key, redact_content=settings.agentops_redact_content

@@ -86,7 +86,7 @@ def human_size(size: float) -> str:
 
 
 def looks_like_html(head: bytes) -> bool:
-    return head.lstrip()[:20].lower().startswith(_HTML_STARTS)
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip()[:20].lower().startswith(_HTML_STARTS)
 
 
 def _extension(slack_file: dict[str, Any]) -> str:

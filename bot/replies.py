@@ -7,10 +7,13 @@ connection errors once), so callers see one call and one result.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -21,18 +24,42 @@ from slack_sdk.web.async_client import AsyncWebClient
 log = logging.getLogger(__name__)
 
 
-def make_web_client(token: str, base_url: str) -> AsyncWebClient:
-    """The bot's Web API client: Slack 429s are waited out and retried, bounded."""
-    return AsyncWebClient(
-        token=token,
-        base_url=base_url,
-        timeout=30,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=1),
+# A post whose connection dropped may still have gone through: retrying could post twice.
+_NOT_RETRIED_ON_CONNECTION_ERROR = (
+    "chat.postMessage",
+    "chat.postEphemeral",
+    "files.completeUploadExternal",
+)
+
+
+class _ConnectionErrorRetry(AsyncConnectionErrorRetryHandler):
+    """slack_sdk's connection-error retry, minus the calls a retry could duplicate."""
+
+    async def _can_retry_async(
+        self, *, state: Any, request: Any, response: Any = None, error: Exception | None = None
+    ) -> bool:
+        if str(getattr(request, "url", "")).endswith(_NOT_RETRIED_ON_CONNECTION_ERROR):
+            return False
+        return await super()._can_retry_async(
+            state=state, request=request, response=response, error=error
+        )
+
+
+def make_web_client(
+    token: str, base_url: str, *, wait_out_rate_limits: bool = True
+) -> AsyncWebClient:
+    """The bot's Web API client: Slack 429s are waited out (``Retry-After``) and retried.
+
+    ``wait_out_rate_limits=False`` gives a client for best-effort calls (progress updates)
+    that should rather be skipped than delay the answer.
+    """
+    handlers: list[AsyncRetryHandler] = [_ConnectionErrorRetry(max_retry_count=1)]
+    if wait_out_rate_limits:
+        handlers += [
             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
             AsyncServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
+        ]
+    return AsyncWebClient(token=token, base_url=base_url, timeout=30, retry_handlers=handlers)
 
 
 class SlackError(Exception):
@@ -44,6 +71,9 @@ class SlackError(Exception):
         self.error = error
 
 
+_BLOCKS_REFUSED = ("invalid_blocks", "invalid_blocks_format", "msg_blocks_too_long")
+
+
 def _error_code(exc: SlackApiError) -> str:
     data = getattr(exc.response, "data", None)
     if isinstance(data, dict):
@@ -52,8 +82,11 @@ def _error_code(exc: SlackApiError) -> str:
 
 
 class Replies:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(
+        self, client: AsyncWebClient, progress_client: AsyncWebClient | None = None
+    ) -> None:
         self.client = client
+        self._progress_client = progress_client or client
 
     async def post(
         self,
@@ -63,18 +96,26 @@ class Replies:
         thread_ts: str | None = None,
         blocks: Sequence[dict[str, Any]] | None = None,
     ) -> str:
-        """Post a message; returns its ts. Raises ``SlackError``."""
+        """Post a message; returns its ts. Raises ``SlackError``.
+
+        If Slack refuses the blocks (``invalid_blocks``), the text alone is posted instead:
+        a plainer message beats none.
+        """
         try:
-            resp = await self.client.chat_postMessage(
-                channel=channel,
-                text=text,
-                thread_ts=thread_ts,
-                blocks=list(blocks) if blocks else None,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except SlackApiError as exc:
-            raise SlackError("chat.postMessage", _error_code(exc)) from exc
+            async with _slack_call("chat.postMessage"):
+                resp = await self.client.chat_postMessage(
+                    channel=channel,
+                    text=text,
+                    thread_ts=thread_ts,
+                    blocks=list(blocks) if blocks else None,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+        except SlackError as exc:
+            if not blocks or exc.error not in _BLOCKS_REFUSED:
+                raise
+            log.warning("Slack refused blocks (%s) in %s; posting text only", exc.error, channel)
+            return await self.post(channel, text, thread_ts=thread_ts)
         return str(resp["ts"])
 
     async def update(
@@ -84,14 +125,25 @@ class Replies:
         text: str,
         *,
         blocks: Sequence[dict[str, Any]] | None = None,
+        best_effort: bool = False,
     ) -> None:
-        """Edit a message in place. Raises ``SlackError`` (``message_not_found``…)."""
+        """Edit a message in place. Raises ``SlackError`` (``message_not_found``…).
+
+        ``best_effort`` (progress updates): a rate limit fails at once instead of waiting.
+        """
+        client = self._progress_client if best_effort else self.client
         try:
-            await self.client.chat_update(
-                channel=channel, ts=ts, text=text, blocks=list(blocks) if blocks is not None else []
+            async with _slack_call("chat.update"):
+                await client.chat_update(
+                    channel=channel, ts=ts, text=text, blocks=list(blocks) if blocks else []
+                )
+        except SlackError as exc:
+            if not blocks or exc.error not in _BLOCKS_REFUSED:
+                raise
+            log.warning(
+                "Slack refused blocks (%s) in %s; updating with text only", exc.error, channel
             )
-        except SlackApiError as exc:
-            raise SlackError("chat.update", _error_code(exc)) from exc
+            await self.update(channel, ts, text, best_effort=best_effort)
 
     async def replace_or_post(
         self,
@@ -117,27 +169,28 @@ class Replies:
         return await self.post(channel, text, thread_ts=thread_ts, blocks=blocks)
 
     async def delete(self, channel: str, ts: str) -> None:
+        """Best effort (the message may already be gone)."""
         try:
-            await self.client.chat_delete(channel=channel, ts=ts)
-        except SlackApiError as exc:
-            log.info("could not delete %s in %s: %s", ts, channel, _error_code(exc))
+            async with _slack_call("chat.delete"):
+                await self.client.chat_delete(channel=channel, ts=ts)
+        except SlackError as exc:
+            log.info("could not delete %s in %s: %s", ts, channel, exc.error)
 
     async def ephemeral(
         self, channel: str, user: str, text: str, *, thread_ts: str | None = None
     ) -> None:
         """Best effort: a note only ``user`` sees."""
         try:
-            await self.client.chat_postEphemeral(
-                channel=channel, user=user, text=text, thread_ts=thread_ts
-            )
-        except SlackApiError as exc:
-            log.info("ephemeral to %s in %s failed: %s", user, channel, _error_code(exc))
+            async with _slack_call("chat.postEphemeral"):
+                await self.client.chat_postEphemeral(
+                    channel=channel, user=user, text=text, thread_ts=thread_ts
+                )
+        except SlackError as exc:
+            log.info("ephemeral to %s in %s failed: %s", user, channel, exc.error)
 
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
-        try:
+        async with _slack_call("views.open"):
             await self.client.views_open(trigger_id=trigger_id, view=view)
-        except SlackApiError as exc:
-            raise SlackError("views.open", _error_code(exc)) from exc
 
     async def upload(
         self,
@@ -148,7 +201,7 @@ class Replies:
         *,
         title: str | None = None,
     ) -> None:
-        try:
+        async with _slack_call("files.upload"):
             await self.client.files_upload_v2(
                 channel=channel,
                 thread_ts=thread_ts,
@@ -156,5 +209,14 @@ class Replies:
                 title=title or filename,
                 content=content,
             )
-        except SlackApiError as exc:
-            raise SlackError("files.upload", _error_code(exc)) from exc
+
+
+@asynccontextmanager
+async def _slack_call(method: str) -> AsyncIterator[None]:
+    """Slack's refusals and dropped connections, as one ``SlackError`` with a code."""
+    try:
+        yield
+    except SlackApiError as exc:
+        raise SlackError(method, _error_code(exc)) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SlackError(method, "connection_error") from exc

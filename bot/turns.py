@@ -479,11 +479,14 @@ class TurnProcessor:
                 await self._store.update_turn(ctx.turn.id, status_message_ts=ctx.placeholder_ts)
             else:
                 await self._replies.update(
-                    key.channel, ctx.placeholder_ts, message.text, blocks=message.blocks
+                    key.channel,
+                    ctx.placeholder_ts,
+                    message.text,
+                    blocks=message.blocks,
+                    best_effort=not force,
                 )
         except SlackError as exc:
-            if force:
-                raise
+            # Progress is a courtesy: without it the answer is simply posted fresh.
             log.info("progress update failed: %s", exc)
 
     async def _clear_placeholder(self, ctx: _Context) -> None:

@@ -169,3 +169,23 @@ async def test_healthz(harness: Harness) -> None:
         body = await resp.json()
     assert body["ok"] is True
     assert body["runtime"] == harness.runtime
+
+
+async def test_refused_blocks_fall_back_to_text(harness: Harness) -> None:
+    harness.openai.model.push(Reply(text="The answer is 42."))
+    harness.slack.fail_next("chat.update", "invalid_blocks")
+    event = await harness.mention("life, the universe?")
+    [answer] = await harness.wait_answers("C1", event["ts"], 1)
+    assert "42" in answer
+
+
+async def test_dropped_connection_on_a_post_never_doubles_it(harness: Harness) -> None:
+    harness.slack.disconnect_next("chat.postMessage")  # the "Thinking…" line goes through…
+    event = await harness.mention("hello")
+    [answer] = await harness.wait_answers("C1", event["ts"], 1)
+    assert "Echo: hello" in answer
+    await asyncio.sleep(0.3)
+    posts = [c for c in harness.slack.calls_to("chat.postMessage") if c.args.get("thread_ts")]
+    texts = [str(c.args.get("text")) for c in posts]
+    assert sum("Echo: hello" in t for t in texts) == 1
+    assert sum("Thinking" in t for t in texts) == 1  # …and is not retried into a second one
