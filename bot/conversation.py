@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +21,14 @@ from bot.domain import ThreadKey, Turn, TurnKind, TurnStatus
 from bot.rendering import escape_mrkdwn
 from bot.replies import Replies, SlackError
 from bot.tasks import BackgroundTasks
+from bot.thread_context import is_bot_message
 from bot.turns import TurnProcessor
 from store.base import Store
 
 log = logging.getLogger(__name__)
 
 LEASE_TTL = 30.0
+FOREIGN_THREAD_CACHE = 4096
 SWEEP_INTERVAL = 15.0
 
 
@@ -67,6 +70,8 @@ class Conversation:
         self._workers: dict[int, asyncio.Task[Any]] = {}
         self._kicked: set[int] = set()
         self._sweeper: asyncio.Task[Any] | None = None
+        # Threads the bot was never in (LRU): their chatter costs no more Slack calls.
+        self._foreign_threads: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     # -- intake ----------------------------------------------------------------------
 
@@ -82,9 +87,11 @@ class Conversation:
             )
         else:
             existing = await self._store.get_thread(message.key)
-            if existing is None:
+            if existing is None and not await self._bot_was_in_thread(message):
                 return None
-            thread = existing
+            thread = existing or await self._store.get_or_create_thread(
+                message.key, self._runtime_name, message.user
+            )
         turn = await self._store.enqueue_turn(
             thread.id,
             TurnKind.MESSAGE,
@@ -99,6 +106,34 @@ class Conversation:
         log.info("turn %s queued for %s", turn.id, message.key)
         self.kick(thread.id)
         return turn
+
+    async def _bot_was_in_thread(self, message: IncomingMessage) -> bool:
+        """A reply in a thread the store does not know: had the bot spoken there?
+
+        True only when the store lost the thread (a reset database): the conversation then
+        starts fresh, with a note. Answers are cached (one Slack call per unknown thread);
+        when Slack cannot tell (rate limited…), the message is left alone.
+        """
+        if message.thread_ts is None:
+            return False
+        cache_key = (message.team, message.channel, message.thread_ts)
+        if cache_key in self._foreign_threads:
+            self._foreign_threads.move_to_end(cache_key)
+            return False
+        try:
+            bot_user_id, bot_id = await self._replies.identity()
+            messages = await self._replies.thread_messages(
+                message.channel, message.thread_ts, best_effort=True
+            )
+        except SlackError as exc:
+            log.info("could not check thread %s: %s", message.thread_ts, exc.error)
+            return False
+        if any(is_bot_message(m, bot_user_id=bot_user_id, bot_id=bot_id) for m in messages):
+            return True
+        self._foreign_threads[cache_key] = None
+        if len(self._foreign_threads) > FOREIGN_THREAD_CACHE:
+            self._foreign_threads.popitem(last=False)
+        return False
 
     async def start_from_command(
         self, *, team: str, channel: str, user: str, question: str, quiz_topic: str | None = None

@@ -87,6 +87,7 @@ class Replies:
     ) -> None:
         self.client = client
         self._progress_client = progress_client or client
+        self._identity: tuple[str, str] | None = None
 
     async def post(
         self,
@@ -167,6 +168,24 @@ class Replies:
                     exc.error,
                 )
         return await self.post(channel, text, thread_ts=thread_ts, blocks=blocks)
+
+    async def identity(self) -> tuple[str, str]:
+        """The bot's own (user id, bot id), asked once."""
+        if self._identity is None:
+            async with _slack_call("auth.test"):
+                resp = await self.client.auth_test()
+            self._identity = (str(resp.get("user_id") or ""), str(resp.get("bot_id") or ""))
+        return self._identity
+
+    async def thread_messages(
+        self, channel: str, thread_ts: str, *, limit: int = 50, best_effort: bool = False
+    ) -> list[dict[str, Any]]:
+        """The first messages of a thread, parent included, oldest first."""
+        client = self._progress_client if best_effort else self.client
+        async with _slack_call("conversations.replies"):
+            resp = await client.conversations_replies(channel=channel, ts=thread_ts, limit=limit)
+        messages = resp.get("messages") or []
+        return [m for m in messages if isinstance(m, dict)]
 
     async def delete(self, channel: str, ts: str) -> None:
         """Best effort (the message may already be gone)."""

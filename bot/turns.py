@@ -28,6 +28,7 @@ from bot.runtime.base import (
     UserInput,
 )
 from bot.telemetry.base import Outcome, Telemetry, TurnTrace
+from bot.thread_context import LOST_MEMORY_NOTE, earlier_context, with_context
 from store.base import Store
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class _Context:
     trace: TurnTrace
     placeholder_ts: str | None = None
     parked: bool = False  # waiting on a quiz: the trace stays open for the answers
+    # Posting the progress line failed (it may still have gone through): don't add another.
+    progress_failed: bool = False
     last_label: str | None = None
     last_progress_at: float = 0.0
 
@@ -240,13 +243,18 @@ class TurnProcessor:
         await self._store.update_turn(
             turn.id, status=TurnStatus.RUNNING, attempts=turn.attempts + 1
         )
+        fresh_thread = ctx.thread.remote_id is None or ctx.thread.runtime != self._runtime.name
         remote_thread = await self._remote_thread(ctx)
+        text = turn.text[:MAX_INPUT_CHARS] or "(The student shared files without a message.)"
+        if fresh_thread and turn.message_ts != ctx.thread.key.thread_ts:
+            text = await self._with_thread_context(ctx, text)
+        if turn.files:
+            await self._show_progress(ctx, "Reading your files…", force=True)
         files, notes = await self._files.prepare(ctx.thread, turn.files)
         for note in notes:
-            await self._replies.post(
-                ctx.thread.key.channel, note, thread_ts=ctx.thread.key.thread_ts
-            )
-        text = turn.text[:MAX_INPUT_CHARS] or "(The student shared files without a message.)"
+            await self._note(ctx, note)
+        if ctx.placeholder_ts is None:
+            await self._show_progress(ctx, "Thinking…", force=True)
         pending_run, pending_outputs = await self._quizzes.skip_open(ctx.thread)
         user_input = UserInput(text=text, files=files)
         try:
@@ -283,6 +291,22 @@ class TurnProcessor:
                 )
         ctx.trace.set_attribute("run_id", run_id)
         return await self._await_run(ctx, run_id)
+
+    async def _with_thread_context(self, ctx: _Context, text: str) -> str:
+        """The bot's conversation starts inside an existing Slack thread: read it first."""
+        key = ctx.thread.key
+        try:
+            bot_user_id, bot_id = await self._replies.identity()
+            messages = await self._replies.thread_messages(key.channel, key.thread_ts)
+        except SlackError as exc:
+            log.info("could not read the earlier messages of %s: %s", key, exc)
+            return text
+        context = earlier_context(
+            messages, before_ts=ctx.turn.message_ts, bot_user_id=bot_user_id, bot_id=bot_id
+        )
+        if context.bot_was_here:
+            await self._note(ctx, LOST_MEMORY_NOTE)
+        return with_context(context, text)
 
     async def _remote_thread(self, ctx: _Context) -> str:
         thread = ctx.thread
@@ -441,14 +465,9 @@ class TurnProcessor:
         except RunNotAwaitingOutputs:
             log.info("run %s no longer takes outputs; sending the answers as a message", batch)
             await self._quizzes.mark_expired(submission)
-            # The note takes the progress message's place; the answer comes after it.
-            await self._replies.replace_or_post(
-                ctx.thread.key.channel,
-                ctx.thread.key.thread_ts,
-                ctx.placeholder_ts,
-                "The quiz's run had already ended, so I've sent your answers as a new message.",
+            await self._note(
+                ctx, "The quiz's run had already ended, so I've sent your answers as a new message."
             )
-            ctx.placeholder_ts = None
             await self._show_progress(ctx, "Thinking…", force=True)
             with ctx.trace.model_call(
                 "start_run", runtime=self._runtime.name, model=self._runtime.model
@@ -462,6 +481,14 @@ class TurnProcessor:
         ctx.trace.set_attribute("run_id", run_id)
         return await self._await_run(ctx, run_id)
 
+    async def _note(self, ctx: _Context, text: str) -> None:
+        """A note in the thread, above the answer to come: it takes the progress line's place
+        (a fresh one is shown after it when needed)."""
+        key = ctx.thread.key
+        await self._replies.replace_or_post(key.channel, key.thread_ts, ctx.placeholder_ts, text)
+        ctx.placeholder_ts = None
+        ctx.last_label = None
+
     async def _show_progress(self, ctx: _Context, label: str, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and (
@@ -471,6 +498,8 @@ class TurnProcessor:
         ctx.last_label, ctx.last_progress_at = label, now
         message = progress_text(label)
         key = ctx.thread.key
+        if ctx.placeholder_ts is None and ctx.progress_failed:
+            return
         try:
             if ctx.placeholder_ts is None:
                 ctx.placeholder_ts = await self._replies.post(
@@ -488,6 +517,8 @@ class TurnProcessor:
         except SlackError as exc:
             # Progress is a courtesy: without it the answer is simply posted fresh.
             log.info("progress update failed: %s", exc)
+            if ctx.placeholder_ts is None:
+                ctx.progress_failed = True
 
     async def _clear_placeholder(self, ctx: _Context) -> None:
         if ctx.placeholder_ts is not None:

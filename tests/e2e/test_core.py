@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -189,3 +190,30 @@ async def test_dropped_connection_on_a_post_never_doubles_it(harness: Harness) -
     texts = [str(c.args.get("text")) for c in posts]
     assert sum("Echo: hello" in t for t in texts) == 1
     assert sum("Thinking" in t for t in texts) == 1  # …and is not retried into a second one
+
+
+async def test_mention_inside_someone_elses_thread_reads_it_first(harness: Harness) -> None:
+    parent = await harness.say("How do I integrate x^2?", user="U2")
+    await harness.say("no idea, maybe ask the bot", user="U3", thread_ts=parent["ts"])
+    event = await harness.mention("can you help?", thread_ts=parent["ts"])
+    [answer] = await harness.wait_answers("C1", parent["ts"], 1)
+    assert "can you help?" in answer
+    seen = harness.openai.user_messages()[0]
+    assert "How do I integrate x^2?" in seen and "maybe ask the bot" in seen
+    assert event["ts"] != parent["ts"]
+
+
+async def test_lost_database_starts_threads_fresh_with_a_note(harness: Harness) -> None:
+    event = await harness.mention("remember me?")
+    await harness.wait_answers("C1", event["ts"], 1)
+    await harness.stop()
+    db = Path(harness.env["DATABASE_URL"].removeprefix("sqlite:///"))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240
+    await harness.start()
+    # A plain follow-up (no mention) in the thread the bot was in is still answered.
+    await harness.say("still there?", thread_ts=event["ts"])
+    answers = await harness.wait_answers("C1", event["ts"], 3)
+    assert "storage was reset" in answers[1]
+    assert "Echo:" in answers[2] and "still there?" in answers[2]
+    assert "remember me?" in harness.openai.user_messages()[-1]  # re-read as context

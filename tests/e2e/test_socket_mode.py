@@ -19,8 +19,13 @@ from tests.fakes.slack_server import FakeSlack
 async def socket_harness(
     fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> AsyncIterator[Harness]:
-    h = Harness(fake_slack, fake_openai, tmp_path / "bot.db", "responses",
-                SLACK_APP_TOKEN=fake_slack.app_token)
+    h = Harness(
+        fake_slack,
+        fake_openai,
+        tmp_path / "bot.db",
+        "responses",
+        SLACK_APP_TOKEN=fake_slack.app_token,
+    )
     del h.env["SLACK_SIGNING_SECRET"]  # Socket Mode needs no signing secret
     from bot.app import TutorBot
     from bot.config import load_settings

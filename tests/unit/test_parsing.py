@@ -10,8 +10,14 @@ BOT = "UBOT"
 
 
 def ev(**fields):
-    base = {"type": "message", "user": "U1", "channel": "C1", "ts": "1.1", "text": "hi",
-            "channel_type": "channel"}
+    base = {
+        "type": "message",
+        "user": "U1",
+        "channel": "C1",
+        "ts": "1.1",
+        "text": "hi",
+        "channel_type": "channel",
+    }
     base.update(fields)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -19,15 +25,19 @@ def ev(**fields):
 @pytest.mark.parametrize(
     ("event", "expected"),
     [
-        (ev(type="app_mention", text="<@UBOT> what is 2+2?"),
-         {"text": "what is 2+2?", "addressed": True, "thread_ts": None}),
+        (
+            ev(type="app_mention", text="<@UBOT> what is 2+2?"),
+            {"text": "what is 2+2?", "addressed": True, "thread_ts": None},
+        ),
         (ev(type="app_mention", text="<@UBOT>"), {"text": "", "addressed": True}),
         (ev(text="follow-up", thread_ts="1.0"), {"addressed": False, "thread_ts": "1.0"}),
         (ev(text="top-level chatter"), {"addressed": False, "thread_ts": None}),
         (ev(text="hey <@UBOT> help", thread_ts="1.0"), {"addressed": True, "text": "hey help"}),
         (ev(channel="D1", channel_type="im", text="dm"), {"addressed": True, "text": "dm"}),
-        (ev(subtype="file_share", files=[{"id": "F1", "name": "a.pdf", "secret": "x"}]),
-         {"files": ({"id": "F1", "name": "a.pdf"},)}),
+        (
+            ev(subtype="file_share", files=[{"id": "F1", "name": "a.pdf", "secret": "x"}]),
+            {"files": ({"id": "F1", "name": "a.pdf"},)},
+        ),
         (ev(subtype="thread_broadcast", thread_ts="1.0"), {"thread_ts": "1.0"}),
     ],
 )

@@ -1,0 +1,342 @@
+"""Code interpreter, run steps, files and citations, end to end, for both runtimes (issue 4).
+
+The fakes finish a run in one go, so a step "in flight" is simulated by adding an
+in-progress item (Responses) or run step (Assistants) to the fake while the run waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Harness
+from tests.fakes.openai_model import Citation, CodeCall, ModelContext, Reply, new_id
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_payloads import app_mention, next_ts
+from tests.fakes.slack_server import FakeSlack, message_text
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n% a paper about prime numbers\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+CODE_LABEL = "Writing and running code…"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def share_pdf(slack: FakeSlack, name: str = "paper.pdf", content: bytes = PDF, **kw: Any) -> dict:
+    return slack.add_file(
+        name=name, content=content, mimetype="application/pdf", filetype="pdf", **kw
+    )
+
+
+def model_uploads(fake: FakeOpenAI) -> list[dict]:
+    """Files the bot uploaded to the model service (not the ones the model made)."""
+    return [f for f in fake.files.values() if f["purpose"] in ("user_data", "assistants")]
+
+
+def cite_first_file(text: str, quote: str) -> Any:
+    def reply(ctx: ModelContext) -> Reply:
+        return Reply(text=text, citations=[Citation(fid, quote) for fid in ctx.files[:1]])
+
+    return reply
+
+
+def work_messages(h: Harness, channel: str, thread_ts: str) -> list[str]:
+    return [a for a in h.answers(channel, thread_ts) if "Show work" in a]
+
+
+def update_texts(slack: FakeSlack) -> list[str]:
+    return [str(c.args.get("text") or "") for c in slack.calls_to("chat.update")]
+
+
+async def mention_with_files(h: Harness, text: str, files: list[dict]) -> dict:
+    assert h.sender is not None
+    event = app_mention(text=text, ts=next_ts(), files=files)
+    result = await h.sender.post_event(event)
+    assert result.status == 200, result.body
+    return event
+
+
+async def start_code_step_in_flight(h: Harness, code: str) -> None:
+    """Make the run that is working show a code interpreter step, as a real service does."""
+    fake, runtime = h.openai, h.runtime
+
+    async def working() -> Any:
+        if runtime == "responses":
+            busy = fake.responses_api.busy()
+            return fake.responses_api.responses[busy[-1]] if busy else None
+        busy = fake.assistants_api.busy()
+        return fake.assistants_api.runs[busy[-1]] if busy else None
+
+    run = await h.slack.wait_for(working, timeout=5)
+    if runtime == "responses":
+        run.obj["output"].append(
+            {
+                "id": new_id("ci_", hex_len=48),
+                "type": "code_interpreter_call",
+                "code": code,
+                "container_id": new_id("cntr_", hex_len=48),
+                "status": "interpreting",
+                "outputs": None,
+            }
+        )
+    else:
+        fake.assistants_api._step(
+            run,
+            "tool_calls",
+            {
+                "type": "tool_calls",
+                "tool_calls": [
+                    {
+                        "id": new_id("call_"),
+                        "type": "code_interpreter",
+                        "code_interpreter": {"input": code, "outputs": []},
+                    }
+                ],
+            },
+            status="in_progress",
+        )
+
+
+@pytest.fixture
+async def small_cap(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path, runtime: str
+) -> AsyncIterator[Harness]:
+    """A bot that reads files up to 10 KB."""
+    h = Harness(fake_slack, fake_openai, tmp_path / "bot.db", runtime, MAX_FILE_MB="0.01")
+    await h.start()
+    yield h
+    await h.stop()
+    assert fake_openai.violations == []
+
+
+@pytest.fixture
+async def no_code(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path, runtime: str
+) -> AsyncIterator[Harness]:
+    """A bot with the code interpreter turned off."""
+    h = Harness(
+        fake_slack,
+        fake_openai,
+        tmp_path / "bot.db",
+        runtime,
+        ASSISTANT_TOOLS="file_search,display_quiz",
+    )
+    await h.start()
+    yield h
+    await h.stop()
+    assert fake_openai.violations == []
+
+
+# -- code interpreter ------------------------------------------------------------------------
+
+
+async def test_progress_shows_the_code_step_while_the_run_works(harness: Harness) -> None:
+    # The bot updates the placeholder at most every 1.5 s and polls with growing pauses
+    # (the poll after 1.5 s comes at about 2.1 s), so the run must take longer than that.
+    harness.openai.model.push(Reply(text="6 × 7 = 42", latency=3.0))
+    event = await harness.mention("what is 6 * 7? check with code")
+    await start_code_step_in_flight(harness, "print(6 * 7)")
+    await harness.slack.wait_for(
+        lambda: any(CODE_LABEL in t for t in update_texts(harness.slack)), timeout=5
+    )
+    answers = await harness.wait_answers("C1", event["ts"], 1)
+    assert "42" in answers[0]
+    # The placeholder became the answer: no progress message is left in the thread.
+    assert not any(CODE_LABEL in message_text(m) for m in harness.slack.thread("C1", event["ts"]))
+
+
+async def test_code_and_output_are_shown_compactly_after_the_answer(harness: Harness) -> None:
+    many = "\n".join(str(i) for i in range(10_000))
+    harness.openai.model.push(
+        Reply(
+            text="6 × 7 = **42**",
+            code=[
+                CodeCall(code="print(6 * 7)", logs="42"),
+                CodeCall(code="for i in range(10_000):\n    print(i)", logs=many),
+            ],
+        )
+    )
+    event = await harness.mention("what is 6 * 7? check with code")
+    answers = await harness.wait_answers("C1", event["ts"], 2)
+    assert "42" in answers[0] and "Show work" not in answers[0]
+    [work] = work_messages(harness, "C1", event["ts"])
+    assert answers[1] == work, "the work follows the answer"
+    assert harness.slack.uploads == []
+    assert "print(6 * 7)" in work and "```" in work
+    assert "42" in work
+    # A huge output is cut, keeping its start and its end; the reply stays small.
+    assert "truncated" in work and "9999" in work
+    assert len(work) < 8_000
+    [reply] = [
+        m for m in harness.slack.bot_messages("C1", event["ts"]) if "Show work" in message_text(m)
+    ]
+    assert reply["thread_ts"] == event["ts"]
+    assert reply["blocks"][0]["type"] == "markdown"
+
+
+async def test_generated_image_and_file_are_uploaded_to_the_thread(harness: Harness) -> None:
+    csv = b"n,square\n1,1\n2,4\n3,9\n"
+    harness.openai.model.push(
+        Reply(
+            text="Here is the plot and the table.",
+            code=[
+                CodeCall(code="plt.plot(xs, ys)", image_png=PNG),
+                CodeCall(code="df.to_csv('squares.csv')", file_name="squares.csv", file_bytes=csv),
+            ],
+        )
+    )
+    event = await harness.mention("plot x^2 and give me a table")
+    await harness.slack.wait_for(lambda: len(harness.slack.uploads) >= 2)
+    uploads = {u["bytes"]: u for u in harness.slack.uploads}
+    assert set(uploads) == {PNG, csv}
+    for upload in uploads.values():
+        assert (upload["channel_id"], upload["thread_ts"]) == ("C1", event["ts"])
+    assert uploads[csv]["filename"] == "squares.csv"
+    assert uploads[PNG]["filename"].endswith(".png")
+    assert harness.slack.calls_to("files.completeUploadExternal")
+    # Answer, then what the code made, then the code: one reply each, in the thread.
+    await harness.slack.wait_for(lambda: work_messages(harness, "C1", event["ts"]))
+    thread = [m for m in harness.slack.thread("C1", event["ts"]) if m["ts"] != event["ts"]]
+    kinds = [
+        "file" if m.get("files") else "work" if "Show work" in message_text(m) else "answer"
+        for m in thread
+    ]
+    assert kinds == ["answer", "file", "file", "work"]
+    # The answer names the file instead of linking into the model's sandbox.
+    answer = message_text(thread[0])
+    assert "Here is the plot" in answer and "squares.csv" in answer
+    assert "sandbox:" not in answer
+
+
+async def test_code_interpreter_is_on_by_default(harness: Harness) -> None:
+    event = await harness.mention("hello")
+    await harness.wait_answers("C1", event["ts"], 1)
+    tools = [t.get("type") for t in harness.openai.model.calls[0].tools]
+    assert "code_interpreter" in tools
+
+
+async def test_assistant_tools_can_turn_the_code_interpreter_off(no_code: Harness) -> None:
+    event = await no_code.mention("hello")
+    await no_code.wait_answers("C1", event["ts"], 1)
+    tools = [t.get("type") for t in no_code.openai.model.calls[0].tools]
+    assert "code_interpreter" not in tools
+    assert "function" in tools  # display_quiz is still there
+    # A document still reaches the model without the code interpreter.
+    await no_code.say("read this", thread_ts=event["ts"], files=[share_pdf(no_code.slack)])
+    await no_code.wait_answers("C1", event["ts"], 2)
+    assert no_code.openai.model.calls[-1].files
+    # A table: Responses reads it as an input file; Assistants' file search cannot, so
+    # the model is told rather than the turn failing.
+    data = no_code.slack.add_file(
+        name="data.csv", content=b"x,y\n1,2\n", mimetype="text/csv", filetype="csv"
+    )
+    await no_code.say("what is in this table?", thread_ts=event["ts"], files=[data])
+    await no_code.wait_answers("C1", event["ts"], 3)
+    ctx = no_code.openai.model.calls[-1]
+    if no_code.runtime == "responses":
+        assert len(ctx.files) == 1
+    else:
+        assert ctx.files == [] and "data.csv" in (ctx.last_user_text or "")
+    assert all(t.get("type") != "code_interpreter" for t in ctx.tools)
+
+
+# -- files shared in the thread ---------------------------------------------------------------
+
+
+async def test_shared_pdf_reaches_the_model_and_the_citation_is_a_footnote(
+    harness: Harness,
+) -> None:
+    event = await harness.mention("I'll send you a paper")
+    await harness.wait_answers("C1", event["ts"], 1)
+    harness.openai.model.push(cite_first_file("It is about prime numbers.", "prime numbers"))
+    pdf = share_pdf(harness.slack)
+    await harness.say("what is this paper about?", thread_ts=event["ts"], files=[pdf])
+    answers = await harness.wait_answers("C1", event["ts"], 2)
+    ctx = harness.openai.model.calls[-1]
+    assert ctx.last_user_text == "what is this paper about?"
+    [file_id] = ctx.files
+    assert harness.openai.files[file_id]["bytes"] == PDF
+    assert harness.openai.files[file_id]["filename"] == "paper.pdf"
+    # Downloaded with the bot token.
+    assert harness.slack.downloads == [{"file_id": pdf["id"], "authorized": True}]
+    answer = answers[1]
+    assert "prime numbers" in answer
+    assert "[1]" in answer and "Sources" in answer and "paper.pdf" in answer
+    assert "【" not in answer and "†" not in answer
+
+
+async def test_mention_with_a_file_starts_a_thread_about_it(harness: Harness) -> None:
+    harness.openai.model.push(cite_first_file("A paper on primes.", "primes"))
+    event = await mention_with_files(harness, "summarize this", [share_pdf(harness.slack)])
+    [answer] = await harness.wait_answers("C1", event["ts"], 1)
+    [file_id] = harness.openai.model.calls[0].files
+    assert harness.openai.files[file_id]["bytes"] == PDF
+    assert "paper.pdf" in answer and "[1]" in answer
+
+
+async def test_the_same_file_is_uploaded_to_the_model_once_per_thread(harness: Harness) -> None:
+    pdf = share_pdf(harness.slack)
+    event = await mention_with_files(harness, "read this", [pdf])
+    await harness.wait_answers("C1", event["ts"], 1)
+    await harness.say("and again", thread_ts=event["ts"], files=[pdf])
+    # The same content uploaded again to Slack (a new Slack file) is not sent twice either.
+    await harness.say("once more", thread_ts=event["ts"], files=[share_pdf(harness.slack)])
+    await harness.wait_answers("C1", event["ts"], 3)
+    assert len(model_uploads(harness.openai)) == 1
+    assert len(harness.slack.downloads) == 2  # a known Slack file is not even downloaded
+    [first, second, third] = harness.openai.model.calls
+    assert first.files and second.files == first.files and third.files == first.files
+    # Another thread gets its own copy.
+    other = await mention_with_files(harness, "read this too", [pdf])
+    await harness.wait_answers("C1", other["ts"], 1)
+    assert len(model_uploads(harness.openai)) == 2
+
+
+async def test_a_file_over_the_cap_gets_a_note_and_the_question_is_answered(
+    small_cap: Harness,
+) -> None:
+    big = share_pdf(small_cap.slack, name="huge.pdf", content=PDF + b"x" * 20_000)
+    event = await mention_with_files(small_cap, "what is in this?", [big])
+    answers = await small_cap.wait_answers("C1", event["ts"], 2)
+    [note] = [a for a in answers if "huge.pdf" in a]
+    assert "10 KB" in note and "20 KB" in note
+    assert any("Echo: what is in this?" in a for a in answers)
+    assert model_uploads(small_cap.openai) == []
+    assert small_cap.slack.downloads == []  # Slack told us the size: no download at all
+    assert small_cap.openai.model.calls[0].files == []
+
+
+async def test_a_file_bigger_than_announced_is_cut_off_while_downloading(
+    small_cap: Harness,
+) -> None:
+    big = share_pdf(small_cap.slack, name="liar.pdf", content=PDF + b"x" * 200_000)
+    big["size"] = 1_000
+    event = await mention_with_files(small_cap, "and this?", [big])
+    answers = await small_cap.wait_answers("C1", event["ts"], 2)
+    [note] = [a for a in answers if "liar.pdf" in a]
+    assert "10 KB" in note
+    assert model_uploads(small_cap.openai) == []
+    assert any("Echo: and this?" in a for a in answers)
+
+
+async def test_an_html_page_instead_of_the_file_is_explained(harness: Harness) -> None:
+    pdf = share_pdf(harness.slack, html_instead=True)
+    event = await mention_with_files(harness, "what is this paper about?", [pdf])
+    answers = await harness.wait_answers("C1", event["ts"], 2)
+    [note] = [a for a in answers if "paper.pdf" in a]
+    assert "files:read" in note
+    assert any("Echo: what is this paper about?" in a for a in answers)
+    assert model_uploads(harness.openai) == []
+    assert harness.openai.model.calls[0].files == []
+    assert harness.slack.downloads and harness.slack.downloads[0]["authorized"]
+    # A login page served under the file's own type is caught by its content.
+    page = b"<!DOCTYPE html>\n<html><head><title>Slack</title></head><body>Sign in</body></html>"
+    disguised = share_pdf(harness.slack, name="notes.pdf", content=page)
+    await harness.say("and this one?", thread_ts=event["ts"], files=[disguised])
+    answers = await harness.wait_answers("C1", event["ts"], 4)
+    assert any("notes.pdf" in a and "files:read" in a for a in answers)
+    assert model_uploads(harness.openai) == []
