@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.domain import ThreadKey, Turn, TurnKind, TurnStatus
-from bot.rendering import escape_mrkdwn
 from bot.replies import Replies, SlackError
+from bot.slack_text import escape_mrkdwn
 from bot.tasks import BackgroundTasks
 from bot.thread_context import is_bot_message
 from bot.turns import TurnProcessor

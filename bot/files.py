@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 
 from bot.domain import Thread
-from bot.rendering import escape_mrkdwn
 from bot.runtime.base import InputFile, Runtime, RuntimeError_
+from bot.slack_text import escape_mrkdwn
 from store.base import Store
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from typing import Any
 from bot.domain import QuestionType, Quiz, QuizStatus
 from bot.quiz.schema import MAX_ANSWER_CHARS
 from bot.quiz.validate import QuizError
+from bot.slack_text import escape_mrkdwn
 
 ACTION_CHOICE = "quiz_choice"  # value f"{quiz_id}:{question_index}:{choice_index}"
 ACTION_OPEN_FREE = "quiz_free_open"  # value f"{quiz_id}:{question_index}"
@@ -237,13 +238,6 @@ def free_response_modal(quiz: Quiz, question_index: int, private_metadata: str) 
             },
         ],
     }
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Escape the three characters Slack gives meaning to (mentions, links, entities)."""
-    # Same as bot.rendering's; not imported from there because that package pulls in the
-    # runtime (openai) and the markdown converter, and the quiz package stays dependency-free.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def truncate(text: str, limit: int) -> str:

@@ -6,6 +6,8 @@ import re
 
 from markdown_to_mrkdwn import SlackMarkdownConverter
 
+from bot.slack_text import escape_mrkdwn
+
 FALLBACK_LIMIT = 3000
 
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -44,11 +46,6 @@ def truncate(text: str, limit: int, suffix: str = "…") -> str:
     if len(suffix) >= limit:
         return suffix[:limit]
     return text[: limit - len(suffix)].rstrip() + suffix
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def escape_markdown(text: str) -> str:
