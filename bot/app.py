@@ -61,6 +61,7 @@ class TutorBot:
                 runtime=self.runtime,
                 bot_token=settings.slack_bot_token,
                 max_bytes=settings.max_file_bytes,
+                file_info=self.replies.file_info,
             ),
             run_timeout=settings.run_timeout,
         )

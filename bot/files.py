@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,8 +143,10 @@ class FileIntake:
         runtime: Runtime,
         bot_token: str,
         max_bytes: int,
+        file_info: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
         session_factory: Any = aiohttp.ClientSession,
     ) -> None:
+        self._file_info = file_info
         self._store = store
         self._runtime = runtime
         self._token = bot_token
@@ -161,7 +163,8 @@ class FileIntake:
             return inputs, notes
         timeout = aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT)
         async with self._session_factory(timeout=timeout) as session:
-            for slack_file in files:
+            for event_file in files:
+                slack_file = await self._complete(event_file)
                 shared = _Shared.of(slack_file)
                 if not shared.file_id:
                     continue
@@ -173,6 +176,19 @@ class FileIntake:
                         InputFile(file_id=remote_id, filename=shared.name, use=shared.use)
                     )
         return inputs, notes
+
+    async def _complete(self, slack_file: dict[str, Any]) -> dict[str, Any]:
+        """Events may carry a stub (Slack Connect: ``file_access: check_file_info``) without
+        download URLs; ``files.info`` has the full file."""
+        has_url = slack_file.get("url_private_download") or slack_file.get("url_private")
+        stub = slack_file.get("file_access") == "check_file_info" or not has_url
+        if not stub or self._file_info is None or not slack_file.get("id"):
+            return slack_file
+        try:
+            return {**slack_file, **await self._file_info(str(slack_file["id"]))}
+        except Exception as exc:  # a note about the file follows from the missing URL
+            log.warning("files.info for %s failed: %s", slack_file.get("id"), exc)
+            return slack_file
 
     async def _remote_file(
         self,

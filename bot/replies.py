@@ -187,6 +187,13 @@ class Replies:
         messages = resp.get("messages") or []
         return [m for m in messages if isinstance(m, dict)]
 
+    async def file_info(self, file_id: str) -> dict[str, Any]:
+        """The full file object (events sometimes carry only a stub)."""
+        async with _slack_call("files.info"):
+            resp = await self.client.files_info(file=file_id)
+        file = resp.get("file")
+        return dict(file) if isinstance(file, dict) else {}
+
     async def delete(self, channel: str, ts: str) -> None:
         """Best effort (the message may already be gone)."""
         try:

@@ -22,6 +22,7 @@ FILE_FIELDS = (
     "url_private",
     "url_private_download",
     "mode",
+    "file_access",
 )
 
 

@@ -340,3 +340,14 @@ async def test_an_html_page_instead_of_the_file_is_explained(harness: Harness) -
     answers = await harness.wait_answers("C1", event["ts"], 4)
     assert any("notes.pdf" in a and "files:read" in a for a in answers)
     assert model_uploads(harness.openai) == []
+
+
+async def test_a_stub_file_is_completed_with_files_info(harness: Harness) -> None:
+    """Slack Connect events carry only a stub (``file_access: check_file_info``)."""
+    pdf = share_pdf(harness.slack)
+    stub = {"id": pdf["id"], "mode": "hosted", "file_access": "check_file_info"}
+    event = await mention_with_files(harness, "read this", [stub])
+    await harness.wait_answers("C1", event["ts"], 1)
+    assert harness.slack.calls_to("files.info")
+    [file_id] = harness.openai.model.calls[0].files
+    assert harness.openai.files[file_id]["bytes"] == PDF
