@@ -96,8 +96,8 @@ class TutorBot:
             )
 
         handlers.events.register(app, self.conversation)
-        handlers.commands.register(app, self.conversation, s.slash_command)
-        handlers.quiz_actions.register(app, self.quizzes, self.replies)
+        handlers.commands.register(app, self.conversation, s.slash_command, self.tasks)
+        handlers.quiz_actions.register(app, self.quizzes, self.replies, self.tasks)
         return app
 
     # -- HTTP ---------------------------------------------------------------------------

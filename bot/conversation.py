@@ -75,6 +75,10 @@ class Conversation:
 
     # -- intake ----------------------------------------------------------------------
 
+    def accept(self, message: IncomingMessage) -> None:
+        """Take a message from a listener: recorded in an owned task (awaited at shutdown)."""
+        self._tasks.spawn(self.receive_message(message), name=f"receive-{message.ts}")
+
     async def receive_message(self, message: IncomingMessage) -> Turn | None:
         """Record a message as a turn and wake its thread's worker.
 

@@ -10,6 +10,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.conversation import Conversation
+from bot.tasks import BackgroundTasks
 from handlers.parsing import parse_command_text
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,9 @@ def help_text(command: str) -> str:
     )
 
 
-def register(app: AsyncApp, conversation: Conversation, command_name: str) -> None:
+def register(
+    app: AsyncApp, conversation: Conversation, command_name: str, tasks: BackgroundTasks
+) -> None:
     @app.command(command_name)
     async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         parsed = parse_command_text(command.get("text"))
@@ -42,6 +45,11 @@ def register(app: AsyncApp, conversation: Conversation, command_name: str) -> No
             topic: str | None = parsed.argument
         else:
             question, topic = parsed.argument, None
+        tasks.spawn(start(command, question, topic, respond), name="slash-command")
+
+    async def start(
+        command: dict[str, Any], question: str, topic: str | None, respond: AsyncRespond
+    ) -> None:
         note = await conversation.start_from_command(
             team=str(command.get("team_id") or "T0"),
             channel=str(command.get("channel_id") or ""),

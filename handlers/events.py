@@ -22,9 +22,8 @@ def register(app: AsyncApp, conversation: Conversation) -> None:
         message = parse_message_event(
             event, team=team_of(body, event, context.team_id), bot_user_id=context.bot_user_id
         )
-        if message is None:
-            return
-        await conversation.receive_message(message)
+        if message is not None:
+            conversation.accept(message)
 
     app.event("app_mention")(on_message_like)
     app.event("message")(on_message_like)

@@ -22,6 +22,7 @@ from bot.quiz.blocks import (
 )
 from bot.quiz.flow import NOT_FOUND, QuizFlow
 from bot.replies import Replies
+from bot.tasks import BackgroundTasks
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,12 @@ def _where(body: dict[str, Any]) -> tuple[str, str, str | None]:
     return str(channel), str(message_ts), thread_ts
 
 
-def register(app: AsyncApp, quizzes: QuizFlow, replies: Replies) -> None:
+def register(app: AsyncApp, quizzes: QuizFlow, replies: Replies, tasks: BackgroundTasks) -> None:
     async def on_quiz_button(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
+        tasks.spawn(handle_click(body, action), name="quiz-click")
+
+    async def handle_click(body: dict[str, Any], action: dict[str, Any]) -> None:
         user = str((body.get("user") or {}).get("id") or "")
         channel, message_ts, thread_ts = _where(body)
         try:
@@ -88,7 +92,7 @@ def register(app: AsyncApp, quizzes: QuizFlow, replies: Replies) -> None:
             return
         await ack()
         if result.quiz is not None:
-            await quizzes.refresh_message(result.quiz)
+            tasks.spawn(quizzes.refresh_message(result.quiz), name="quiz-refresh")
 
     # Buttons and views the bot does not own (or no longer knows): ack so Slack shows no error.
     @app.action(re.compile(".*"))
