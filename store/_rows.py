@@ -124,3 +124,22 @@ def ordered_subset(wanted: Sequence[int], present: Sequence[int]) -> list[int]:
     """``present`` ids in the caller's order, each once."""
     found = set(present)
     return [i for i in dict.fromkeys(wanted) if i in found]
+
+
+def turn_changes(
+    *,
+    status: TurnStatus | None,
+    remote_run_id: str | None,
+    status_message_ts: str | None,
+    error: str | None,
+    attempts: int | None,
+) -> dict[str, Any]:
+    """The columns ``update_turn`` sets: the given fields only (None leaves a field as is)."""
+    changes: dict[str, Any] = {
+        "status": status.value if status is not None else None,
+        "remote_run_id": remote_run_id,
+        "status_message_ts": status_message_ts,
+        "error": error,
+        "attempts": attempts,
+    }
+    return {name: value for name, value in changes.items() if value is not None}

@@ -32,6 +32,7 @@ from store._rows import (
     questions_json,
     quiz_from_row,
     thread_from_row,
+    turn_changes,
     turn_from_row,
 )
 from store.base import StoreError
@@ -293,14 +294,13 @@ class PostgresStore:
         error: str | None = None,
         attempts: int | None = None,
     ) -> None:
-        changes: dict[str, Any] = {
-            "status": status.value if status is not None else None,
-            "remote_run_id": remote_run_id,
-            "status_message_ts": status_message_ts,
-            "error": error,
-            "attempts": attempts,
-        }
-        columns = {name: value for name, value in changes.items() if value is not None}
+        columns = turn_changes(
+            status=status,
+            remote_run_id=remote_run_id,
+            status_message_ts=status_message_ts,
+            error=error,
+            attempts=attempts,
+        )
         assignments = [f"{name} = ${n}" for n, name in enumerate(columns, start=2)]
         assignments.append("updated_at = now()")
         await self._execute(

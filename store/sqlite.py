@@ -40,6 +40,7 @@ from store._rows import (
     quiz_from_row,
     thread_from_row,
     to_text,
+    turn_changes,
     turn_from_row,
     utc_now,
 )
@@ -327,14 +328,13 @@ class SqliteStore:
         error: str | None = None,
         attempts: int | None = None,
     ) -> None:
-        changes: dict[str, Any] = {
-            "status": status.value if status is not None else None,
-            "remote_run_id": remote_run_id,
-            "status_message_ts": status_message_ts,
-            "error": error,
-            "attempts": attempts,
-        }
-        columns = {name: value for name, value in changes.items() if value is not None}
+        columns = turn_changes(
+            status=status,
+            remote_run_id=remote_run_id,
+            status_message_ts=status_message_ts,
+            error=error,
+            attempts=attempts,
+        )
         columns["updated_at"] = self._now()
         assignments = ", ".join(f"{name} = ?" for name in columns)
         async with self._write("update_turn") as db:
