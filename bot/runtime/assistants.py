@@ -24,6 +24,7 @@ from bot.runtime.base import (
     CodeStep,
     GeneratedFile,
     InputFile,
+    ModelServiceError,
     ProgressCallback,
     RunNotAwaitingOutputs,
     RunResult,
@@ -205,9 +206,15 @@ class AssistantsRuntime:
             await self.cancel(thread_id, run_id)
 
     async def _cancel_active_runs(self, thread_id: str) -> None:
-        """A thread takes no message while a run is active (e.g. left over from a crash)."""
-        async with translate_errors("threads.runs.list", thread_id=thread_id):
-            page = await self._client.beta.threads.runs.list(thread_id, limit=5, order="desc")
+        """A thread takes no message while a run is active (e.g. left over from a crash).
+
+        Best effort: a server without the runs list still gets the message.
+        """
+        try:
+            async with translate_errors("threads.runs.list"):
+                page = await self._client.beta.threads.runs.list(thread_id, limit=5, order="desc")
+        except ModelServiceError:
+            return
         for run in page.data:
             if run.status in _WAITING:
                 log.info("cancelling leftover run %s on %s", run.id, thread_id)
@@ -315,10 +322,14 @@ class AssistantsRuntime:
         return result
 
     async def _collect_steps(self, thread_id: str, run_id: str, result: RunResult) -> None:
-        async with translate_errors("threads.runs.steps.list"):
-            page = await self._client.beta.threads.runs.steps.list(
-                run_id, thread_id=thread_id, order="asc", limit=100
-            )
+        """The run's code steps, for the work view. Best effort: the answer matters more."""
+        try:
+            async with translate_errors("threads.runs.steps.list"):
+                page = await self._client.beta.threads.runs.steps.list(
+                    run_id, thread_id=thread_id, order="asc", limit=100
+                )
+        except ModelServiceError:
+            return
         returned = self._returned.setdefault(run_id, set())
         for step in page.data:
             details = step.step_details
