@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.e2e.conftest import Harness
 from tests.fakes.openai_model import Reply
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import app_mention, message, next_ts
+from tests.fakes.slack_server import FakeSlack
 
 
 async def test_mention_gets_a_threaded_reply(harness: Harness) -> None:
@@ -217,3 +220,49 @@ async def test_lost_database_starts_threads_fresh_with_a_note(harness: Harness) 
     assert "storage was reset" in answers[1]
     assert "Echo:" in answers[2] and "still there?" in answers[2]
     assert "remember me?" in harness.openai.user_messages()[-1]  # re-read as context
+
+
+async def test_transient_model_rate_limits_are_retried(harness: Harness) -> None:
+    harness.openai.fail_next("/v1/", status=429, count=2, retry_after=0.01)
+    event = await harness.mention("busy?")
+    [answer] = await harness.wait_answers("C1", event["ts"], 1)
+    assert "Echo: busy?" in answer
+
+
+@pytest.mark.parametrize(
+    ("runtime", "status", "words"),
+    [
+        ("responses", "cancelled", "cancelled"),
+        ("responses", "incomplete", "cut short"),
+        ("assistants", "cancelled", "cancelled"),
+        ("assistants", "expired", "expired"),  # only runs expire
+        ("assistants", "incomplete", "cut short"),
+    ],
+)
+async def test_runs_that_end_badly_are_explained(harness: Harness, status: str, words: str) -> None:
+    harness.openai.model.push(Reply(text="partial answer", status=status))
+    event = await harness.mention("go")
+    answers = await harness.wait_answers("C1", event["ts"], 1)
+    assert any(words in a for a in answers), answers
+    await harness.say("next", thread_ts=event["ts"])
+    await harness.slack.wait_for(
+        lambda: any("Echo: next" in a for a in harness.answers("C1", event["ts"]))
+    )
+
+
+async def test_a_run_that_takes_too_long_is_stopped_and_explained(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path, runtime: str
+) -> None:
+    h = Harness(fake_slack, fake_openai, tmp_path / "bot.db", runtime, RUN_TIMEOUT_SECONDS="1")
+    await h.start()
+    try:
+        h.openai.model.push(Reply(text="too late", latency=5))
+        event = await h.mention("slow")
+        [note] = await h.wait_answers("C1", event["ts"], 1)
+        assert "too long" in note
+        await h.say("again", thread_ts=event["ts"])
+        await h.slack.wait_for(
+            lambda: any("Echo: again" in a for a in h.answers("C1", event["ts"]))
+        )
+    finally:
+        await h.stop()

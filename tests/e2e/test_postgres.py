@@ -31,7 +31,10 @@ async def pg_schema() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def two_bots(
-    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path, pg_schema: str,
+    fake_slack: FakeSlack,
+    fake_openai: FakeOpenAI,
+    tmp_path: Path,
+    pg_schema: str,
 ) -> AsyncIterator[tuple[Harness, Harness]]:
     bots = [
         Harness(fake_slack, fake_openai, tmp_path / "unused.db", runtime, DATABASE_URL=pg_schema)
