@@ -266,3 +266,21 @@ async def test_a_run_that_takes_too_long_is_stopped_and_explained(
         )
     finally:
         await h.stop()
+
+
+async def test_a_long_answer_is_split_within_slack_limits(harness: Harness) -> None:
+    code = "\n".join(f"print({i} * {i})  # line {i}" for i in range(900))
+    long_answer = "Here is the program:\n\n```python\n" + code + "\n```\n\nAnd that's all."
+    assert len(long_answer) > 25_000
+    harness.openai.model.push(Reply(text=long_answer))
+    event = await harness.mention("write a long program")
+    await harness.slack.wait_for(
+        lambda: any("that's all" in a for a in harness.answers("C1", event["ts"]))
+    )
+    replies = [m for m in harness.slack.bot_messages("C1", event["ts"]) if m["ts"] != event["ts"]]
+    assert len(replies) >= 3
+    for reply in replies:
+        markdown = "".join(b.get("text", "") for b in reply["blocks"] if b["type"] == "markdown")
+        assert len(markdown) <= 12_000
+        assert markdown.count("```") % 2 == 0  # every chunk's code fences are balanced
+    assert not [c for c in harness.slack.calls if not c.ok]
