@@ -220,11 +220,11 @@ class TurnProcessor:
 
     async def _process(self, ctx: _Context) -> Outcome:
         turn = ctx.turn
-        if turn.kind is TurnKind.QUIZ_ANSWERS:
-            return await self._submit_quiz_answers(ctx)
         if turn.status is TurnStatus.RUNNING and turn.remote_run_id:
             log.info("resuming turn %s (run %s)", turn.id, turn.remote_run_id)
             return await self._await_run(ctx, turn.remote_run_id)
+        if turn.kind is TurnKind.QUIZ_ANSWERS:
+            return await self._submit_quiz_answers(ctx)
         if turn.status is TurnStatus.RUNNING and turn.attempts >= 2:
             await self._fail(
                 ctx,
@@ -451,17 +451,19 @@ class TurnProcessor:
         )
         if turn.parent_turn_id is not None:
             await self._store.update_turn(turn.parent_turn_id, status=TurnStatus.COMPLETED)
+        async def submit() -> str:
+            run_id = await self._runtime.submit_tool_outputs(
+                remote_thread, run_id_of(batch), submission.outputs
+            )
+            # In the same shielded step: answers the model has must never go out again.
+            await self._quizzes.mark_submitted(submission)
+            return run_id
+
         try:
             with ctx.trace.model_call(
                 "submit_tool_outputs", model=self._runtime.model, run_id=run_id_of(batch)
             ):
-                run_id = await self._start_recorded(
-                    turn,
-                    lambda: self._runtime.submit_tool_outputs(
-                        remote_thread, run_id_of(batch), submission.outputs
-                    ),
-                )
-            await self._quizzes.mark_submitted(submission)
+                run_id = await self._start_recorded(turn, submit)
         except RunNotAwaitingOutputs:
             log.info("run %s no longer takes outputs; sending the answers as a message", batch)
             await self._quizzes.mark_expired(submission)

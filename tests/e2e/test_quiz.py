@@ -378,3 +378,25 @@ async def test_quiz_answered_within_the_run_lifetime_after_a_pause(harness: Harn
     answers = await h.wait_answers("C1", event["ts"], 2)
     assert "In time!" in answers[-1]
     assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
+
+
+async def test_restart_while_the_feedback_run_works(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(
+        Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Feedback survived", latency=2.0)
+    )
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
+    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
+    await click(
+        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
+    )
+    await h.slack.wait_for(lambda: h.openai.tool_outputs())
+    await h.restart()
+    answers = await h.wait_answers("C1", event["ts"], 2, timeout=20)
+    assert "Feedback survived" in answers[-1]
+    await asyncio.sleep(0.3)
+    assert sum("Feedback survived" in a for a in h.answers("C1", event["ts"])) == 1
+    assert len(h.openai.tool_outputs()) == 1
+    assert "Submitted" in message_text(h.slack.find_message("C1", quiz["ts"]) or {})
