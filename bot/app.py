@@ -116,9 +116,13 @@ class TutorBot:
             return web.Response(status=400, text="bad request")
         try:
             bolt_response = await self.bolt.async_dispatch(bolt_request)
-        except Exception:
+        except Exception as exc:
             # A payload Bolt cannot make sense of (malformed JSON with a valid signature…).
-            log.exception("could not dispatch a Slack request")
+            log.warning(
+                "could not dispatch a Slack request: %s",
+                type(exc).__name__,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             return web.Response(status=400, text="bad request")
         return await to_aiohttp_response(bolt_response)
 

@@ -246,3 +246,5 @@ async def _slack_call(method: str) -> AsyncIterator[None]:
         raise SlackError(method, _error_code(exc)) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise SlackError(method, "connection_error") from exc
+    except ValueError as exc:  # a body that is not Slack's JSON (a proxy's error page…)
+        raise SlackError(method, "unreadable_response") from exc

@@ -451,6 +451,7 @@ class TurnProcessor:
         )
         if turn.parent_turn_id is not None:
             await self._store.update_turn(turn.parent_turn_id, status=TurnStatus.COMPLETED)
+
         async def submit() -> str:
             run_id = await self._runtime.submit_tool_outputs(
                 remote_thread, run_id_of(batch), submission.outputs
