@@ -15,6 +15,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.signature import SignatureVerifier
 
 import handlers.commands
 import handlers.events
@@ -74,6 +76,8 @@ class TutorBot:
         )
         self.quizzes.enqueue_answers = self.conversation.enqueue_quiz_answers
         self.bolt = self._build_bolt()
+        # Only HTTP mode serves /slack/events, and it always has a signing secret.
+        self._verifier = SignatureVerifier(settings.slack_signing_secret or "unused")
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self.port: int | None = None
@@ -90,10 +94,12 @@ class TutorBot:
         )
 
         @app.error
-        async def on_error(error: Exception, body: dict[str, Any]) -> None:
-            log.error(
-                "listener failed for a %s request: %s", body.get("type"), error, exc_info=error
-            )
+        async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
+            # Reached for payloads our listeners (or Bolt's matchers) cannot make sense of:
+            # a 4xx, not a 5xx Slack would keep retrying. Already-acked requests are
+            # unaffected (their response went out).
+            log.error("failed on a %s request: %s", (body or {}).get("type"), error, exc_info=error)
+            return BoltResponse(status=400, body="bad request")
 
         handlers.events.register(app, self.conversation)
         handlers.commands.register(app, self.conversation, s.slash_command, self.tasks)
@@ -104,11 +110,16 @@ class TutorBot:
 
     def web_app(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024)
-        app.router.add_post("/slack/events", self._slack_events)
+        if not self.settings.socket_mode:  # in Socket Mode, Slack's requests come over the socket
+            app.router.add_post("/slack/events", self._slack_events)
         app.router.add_get("/healthz", self._healthz)
         return app
 
     async def _slack_events(self, request: web.Request) -> web.Response:
+        # Unsigned requests are refused before anything reads their body (Bolt checks again).
+        body = (await request.read()).decode("utf-8", errors="replace")
+        if not self._verifier.is_valid_request(body, dict(request.headers)):
+            return web.Response(status=401, text="invalid request signature")
         try:
             bolt_request = await to_bolt_request(request)
         except Exception:

@@ -172,3 +172,35 @@ async def test_slash_command_where_the_bot_is_not_a_member(harness: Harness) -> 
     note = await harness.slack.wait_for(lambda: harness.slack.ephemerals)
     assert "invite" in json.dumps(note).lower()
     assert harness.openai.model.calls == []
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"\xff\xfe\x00", b"payload=%7B"])
+async def test_unsigned_garbage_is_401_before_anything_reads_it(harness: Harness, body) -> None:
+    assert harness.sender is not None
+    result = await harness.sender.post_raw(
+        body, content_type="application/json", signature="v0=0000"
+    )
+    assert result.status == 401
+
+
+async def test_random_signed_bodies_never_5xx(harness: Harness) -> None:
+    import random
+
+    assert harness.sender is not None
+    rng = random.Random(7)
+    shapes = [
+        lambda: bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))),
+        lambda: json.dumps(
+            {
+                "type": rng.choice(["event_callback", "block_actions", "x"]),
+                "event": rng.choice([None, {}, {"type": "message"}, []]),
+            }
+        ).encode(),
+        lambda: b"payload=" + json.dumps({"type": "view_submission", "view": None}).encode(),
+        lambda: b"payload=" + json.dumps({"type": "block_actions", "actions": [{}]}).encode(),
+    ]
+    for _ in range(40):
+        body = rng.choice(shapes)()
+        ct = rng.choice(["application/json", "application/x-www-form-urlencoded"])
+        result = await harness.sender.post_raw(body, content_type=ct)
+        assert result.status < 500, (body, result.body)

@@ -65,3 +65,32 @@ async def test_reconnects_when_slack_refreshes_the_connection(socket_harness: Ha
     envelope_id = await slack.socket.send("events_api", event_callback(event))
     await slack.socket.wait_ack(envelope_id)
     await socket_harness.wait_answers("C1", event["ts"], 1)
+
+
+async def test_socket_mode_serves_only_healthz_over_http(
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    from bot.app import TutorBot
+    from bot.config import load_settings
+
+    h = Harness(
+        fake_slack,
+        fake_openai,
+        tmp_path / "bot.db",
+        "responses",
+        SLACK_APP_TOKEN=fake_slack.app_token,
+        PORT="3000",
+    )
+    del h.env["SLACK_SIGNING_SECRET"]
+    h.bot = TutorBot(load_settings(h.env))
+    await h.bot.start(port=0)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{h.url}/healthz") as resp:
+                assert (await resp.json())["mode"] == "socket"
+            async with session.post(f"{h.url}/slack/events", data=b"{}") as resp:
+                assert resp.status in (404, 405)
+    finally:
+        await h.stop()
