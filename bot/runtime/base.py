@@ -100,6 +100,7 @@ class GeneratedFile:
     file_id: str
     filename: str
     container_id: str | None = None  # Responses code interpreter files live in a container
+    content: bytes | None = None  # already in hand (an inline image output)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ answered by ``function_call_output`` input items in the next response on the con
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -171,6 +172,8 @@ class ResponsesRuntime:
         return uploaded.id
 
     async def download_file(self, file: GeneratedFile) -> bytes:
+        if file.content is not None:
+            return file.content
         async with translate_errors("files.content"):
             if file.container_id:
                 body = await self._client.containers.files.content.retrieve(
@@ -200,6 +203,7 @@ def result_from_response(response: Any) -> RunResult:
         run_id=response.id, status=_FINAL_STATUS.get(response.status, RunStatus.FAILED)
     )
     seen_files: set[str] = set()
+    inline_images: list[GeneratedFile] = []
     for item in response.output or []:
         kind = getattr(item, "type", None)
         if kind == "message":
@@ -215,6 +219,16 @@ def result_from_response(response: Any) -> RunResult:
                 if getattr(o, "type", None) == "logs" and getattr(o, "logs", None)
             ]
             result.steps.append(CodeStep(code=item.code or "", logs="\n".join(logs)))
+            inline_images += [
+                image
+                for o in (item.outputs or [])
+                if getattr(o, "type", None) == "image"
+                and (image := _inline_image(getattr(o, "url", None), len(inline_images)))
+            ]
+    # Plots come back as container files the answer cites; an image output that no
+    # citation covers (only a data: URL) is shared from its inline bytes instead.
+    if not any(f.filename.lower().endswith(_IMAGE_SUFFIXES) for f in result.files):
+        result.files += inline_images
     if result.status is RunStatus.COMPLETED and result.tool_calls:
         result.status = RunStatus.REQUIRES_ACTION
     if response.status == "failed" and response.error is not None:
@@ -222,6 +236,24 @@ def result_from_response(response: Any) -> RunResult:
     elif response.status == "incomplete" and response.incomplete_details is not None:
         result.error = f"incomplete: {response.incomplete_details.reason}"
     return result
+
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+
+
+def _inline_image(url: Any, index: int) -> GeneratedFile | None:
+    """An image output given as a ``data:image/…;base64,…`` URL, or None."""
+    if not isinstance(url, str) or not url.startswith("data:image/") or ";base64," not in url:
+        return None
+    header, _, payload = url.partition(";base64,")
+    try:
+        content = base64.b64decode(payload, validate=True)
+    except ValueError:
+        return None
+    extension = header.removeprefix("data:image/").split("+")[0] or "png"
+    return GeneratedFile(
+        file_id=f"inline-{index}", filename=f"plot-{index + 1}.{extension}", content=content
+    )
 
 
 def _message(item: Any, result: RunResult, seen_files: set[str]) -> AssistantMessage:
