@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 from bot.domain import Thread, Turn, TurnKind, TurnStatus
 from bot.files import FileIntake
 from bot.quiz.flow import QuizFlow, run_id_of
-from bot.rendering import error_text, progress_text, render_answer, render_work
+from bot.rendering import error_text, render_answer, render_work
 from bot.replies import Replies, SlackError
 from bot.runtime.base import (
     RemoteThreadGone,
@@ -27,7 +26,9 @@ from bot.runtime.base import (
     RuntimeError_,
     UserInput,
 )
+from bot.status_line import StatusLine
 from bot.telemetry.base import Outcome, Telemetry, TurnTrace
+from bot.telemetry.parked import ParkedTraces
 from bot.thread_context import LOST_MEMORY_NOTE, earlier_context, with_context
 from store.base import Store
 
@@ -54,43 +55,6 @@ _FINAL_STATUS = {
     RunStatus.INCOMPLETE: TurnStatus.COMPLETED,
     RunStatus.COMPLETED: TurnStatus.COMPLETED,
 }
-PROGRESS_MIN_INTERVAL = 1.5
-PARKED_TRACE_TTL = 3600.0
-
-
-class ParkedTraces:
-    """Traces of turns waiting for a quiz, so the answers' turn continues the same trace.
-
-    In memory: after a restart (or in another process) the continuation starts its own
-    trace, linked by its ``parent_turn_id`` attribute. Unanswered quizzes end their trace
-    "Indeterminate" when the thread moves on or after ``PARKED_TRACE_TTL``.
-    """
-
-    def __init__(self) -> None:
-        self._traces: dict[int, tuple[int, float, TurnTrace]] = {}
-
-    def park(self, turn: Turn, trace: TurnTrace) -> None:
-        self._traces[turn.id] = (turn.thread_id, time.monotonic(), trace)
-
-    def resume(self, turn_id: int) -> TurnTrace | None:
-        entry = self._traces.pop(turn_id, None)
-        return entry[2] if entry else None
-
-    def end_thread(self, thread_id: int) -> None:
-        self._end(lambda t, _: t == thread_id)
-
-    def end_stale(self) -> None:
-        cutoff = time.monotonic() - PARKED_TRACE_TTL
-        self._end(lambda _, parked_at: parked_at < cutoff)
-
-    def end_all(self) -> None:
-        self._end(lambda _, __: True)
-
-    def _end(self, which: Callable[[int, float], bool]) -> None:
-        for turn_id, (thread_id, parked_at, trace) in list(self._traces.items()):
-            if which(thread_id, parked_at):
-                del self._traces[turn_id]
-                trace.end("Indeterminate")
 
 
 @dataclass(slots=True)
@@ -98,12 +62,8 @@ class _Context:
     thread: Thread
     turn: Turn
     trace: TurnTrace
-    placeholder_ts: str | None = None
+    status: StatusLine
     parked: bool = False  # waiting on a quiz: the trace stays open for the answers
-    # Posting the progress line failed (it may still have gone through): don't add another.
-    progress_failed: bool = False
-    last_label: str | None = None
-    last_progress_at: float = 0.0
 
 
 class TurnProcessor:
@@ -165,7 +125,8 @@ class TurnProcessor:
             await self._store.update_turn(turn.id, status=TurnStatus.FAILED, error="no thread")
             return
         trace = self._trace_for(thread, turn)
-        ctx = _Context(thread=thread, turn=turn, trace=trace, placeholder_ts=turn.status_message_ts)
+        status = StatusLine(self._replies, self._store, thread.key, turn.id, turn.status_message_ts)
+        ctx = _Context(thread=thread, turn=turn, trace=trace, status=status)
         outcome: Outcome = "Indeterminate"
         try:
             outcome = await self._process(ctx)
@@ -239,7 +200,7 @@ class TurnProcessor:
             )
             await self._store.update_turn(turn.id, status=TurnStatus.COMPLETED)
             return "Success"
-        await self._show_progress(ctx, "Thinking…", force=True)
+        await ctx.status.show("Thinking…", force=True)
         await self._store.update_turn(
             turn.id, status=TurnStatus.RUNNING, attempts=turn.attempts + 1
         )
@@ -249,12 +210,12 @@ class TurnProcessor:
         if fresh_thread and turn.message_ts != ctx.thread.key.thread_ts:
             text = await self._with_thread_context(ctx, text)
         if turn.files:
-            await self._show_progress(ctx, "Reading your files…", force=True)
+            await ctx.status.show("Reading your files…", force=True)
         files, notes = await self._files.prepare(ctx.thread, turn.files)
         for note in notes:
-            await self._note(ctx, note)
-        if ctx.placeholder_ts is None:
-            await self._show_progress(ctx, "Thinking…", force=True)
+            await ctx.status.replace(note)
+        if ctx.status.ts is None:
+            await ctx.status.show("Thinking…", force=True)
         pending_run, pending_outputs = await self._quizzes.skip_open(ctx.thread)
         user_input = UserInput(text=text, files=files)
         try:
@@ -305,7 +266,7 @@ class TurnProcessor:
             messages, before_ts=ctx.turn.message_ts, bot_user_id=bot_user_id, bot_id=bot_id
         )
         if context.bot_was_here:
-            await self._note(ctx, LOST_MEMORY_NOTE)
+            await ctx.status.replace(LOST_MEMORY_NOTE)
         return with_context(context, text)
 
     async def _remote_thread(self, ctx: _Context) -> str:
@@ -334,7 +295,7 @@ class TurnProcessor:
                 result = await self._runtime.wait(
                     remote_thread,
                     run_id,
-                    on_progress=lambda label: self._show_progress(ctx, label),
+                    on_progress=ctx.status.show,
                     timeout=self._run_timeout,
                 )
             outcome, next_run = await self._shielded(
@@ -360,7 +321,7 @@ class TurnProcessor:
             await self._store.update_turn(
                 ctx.turn.id, status=TurnStatus.NEEDS_TOOL_OUTPUTS, remote_run_id=result.run_id
             )
-            await self._clear_placeholder(ctx)
+            await ctx.status.clear()
             ctx.parked = True
             return "Indeterminate", None
         # Every call was invalid: hand the errors straight back so the model can retry.
@@ -390,10 +351,7 @@ class TurnProcessor:
                 chunks = render_answer([])
         for i, chunk in enumerate(chunks):
             if i == 0:
-                await self._replies.replace_or_post(
-                    key.channel, key.thread_ts, ctx.placeholder_ts, chunk.text, blocks=chunk.blocks
-                )
-                ctx.placeholder_ts = None
+                await ctx.status.replace(chunk.text, blocks=chunk.blocks)
             else:
                 await self._replies.post(
                     key.channel, chunk.text, thread_ts=key.thread_ts, blocks=chunk.blocks
@@ -433,7 +391,7 @@ class TurnProcessor:
                 status=status,
             )
             return "Fail"
-        await self._clear_placeholder(ctx)
+        await ctx.status.clear()
         await self._store.update_turn(ctx.turn.id, status=status, remote_run_id=result.run_id)
         return "Success" if result.status is RunStatus.COMPLETED else "Indeterminate"
 
@@ -445,7 +403,7 @@ class TurnProcessor:
         if submission is None or remote_thread is None:
             await self._store.update_turn(turn.id, status=TurnStatus.COMPLETED)
             return "Indeterminate"
-        await self._show_progress(ctx, "Checking your answers…", force=True)
+        await ctx.status.show("Checking your answers…", force=True)
         await self._store.update_turn(
             turn.id, status=TurnStatus.RUNNING, attempts=turn.attempts + 1
         )
@@ -468,10 +426,10 @@ class TurnProcessor:
         except RunNotAwaitingOutputs:
             log.info("run %s no longer takes outputs; sending the answers as a message", batch)
             await self._quizzes.mark_expired(submission)
-            await self._note(
-                ctx, "The quiz's run had already ended, so I've sent your answers as a new message."
+            await ctx.status.replace(
+                "The quiz's run had already ended, so I've sent your answers as a new message."
             )
-            await self._show_progress(ctx, "Thinking…", force=True)
+            await ctx.status.show("Thinking…", force=True)
             with ctx.trace.model_call(
                 "start_run", runtime=self._runtime.name, model=self._runtime.model
             ):
@@ -484,50 +442,6 @@ class TurnProcessor:
         ctx.trace.set_attribute("run_id", run_id)
         return await self._await_run(ctx, run_id)
 
-    async def _note(self, ctx: _Context, text: str) -> None:
-        """A note in the thread, above the answer to come: it takes the progress line's place
-        (a fresh one is shown after it when needed)."""
-        key = ctx.thread.key
-        await self._replies.replace_or_post(key.channel, key.thread_ts, ctx.placeholder_ts, text)
-        ctx.placeholder_ts = None
-        ctx.last_label = None
-
-    async def _show_progress(self, ctx: _Context, label: str, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and (
-            label == ctx.last_label or now - ctx.last_progress_at < PROGRESS_MIN_INTERVAL
-        ):
-            return
-        ctx.last_label, ctx.last_progress_at = label, now
-        message = progress_text(label)
-        key = ctx.thread.key
-        if ctx.placeholder_ts is None and ctx.progress_failed:
-            return
-        try:
-            if ctx.placeholder_ts is None:
-                ctx.placeholder_ts = await self._replies.post(
-                    key.channel, message.text, thread_ts=key.thread_ts, blocks=message.blocks
-                )
-                await self._store.update_turn(ctx.turn.id, status_message_ts=ctx.placeholder_ts)
-            else:
-                await self._replies.update(
-                    key.channel,
-                    ctx.placeholder_ts,
-                    message.text,
-                    blocks=message.blocks,
-                    best_effort=not force,
-                )
-        except SlackError as exc:
-            # Progress is a courtesy: without it the answer is simply posted fresh.
-            log.info("progress update failed: %s", exc)
-            if ctx.placeholder_ts is None:
-                ctx.progress_failed = True
-
-    async def _clear_placeholder(self, ctx: _Context) -> None:
-        if ctx.placeholder_ts is not None:
-            await self._replies.delete(ctx.thread.key.channel, ctx.placeholder_ts)
-            ctx.placeholder_ts = None
-
     async def _fail(
         self,
         ctx: _Context,
@@ -538,11 +452,7 @@ class TurnProcessor:
     ) -> None:
         await self._store.update_turn(ctx.turn.id, status=status, error=error[:500])
         message = error_text(user_message)
-        key = ctx.thread.key
         try:
-            await self._replies.replace_or_post(
-                key.channel, key.thread_ts, ctx.placeholder_ts, message.text, blocks=message.blocks
-            )
-            ctx.placeholder_ts = None
+            await ctx.status.replace(message.text, blocks=message.blocks)
         except SlackError as exc:
-            log.warning("could not tell %s about a failure: %s", key, exc)
+            log.warning("could not tell %s about a failure: %s", ctx.thread.key, exc)
