@@ -36,6 +36,10 @@ class BackgroundTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    def busy(self, *, ignoring: str = "turn-sweeper") -> bool:
+        """Whether any task other than the long-lived ``ignoring`` one is running."""
+        return any(t.get_name() != ignoring for t in self._tasks)
+
     async def close(self, timeout: float = 5.0) -> None:
         """Stop taking work, give running tasks ``timeout`` seconds, then cancel the rest."""
         self._closing = True

@@ -7,8 +7,10 @@ and ``openai`` clients. Tests talk to it with signed HTTP requests, as Slack doe
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,22 @@ class Harness:
             for m in self.slack.bot_messages(channel, thread_ts)
             if m["ts"] != thread_ts and not PLACEHOLDER.search(message_text(m))
         ]
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the bot has nothing left to do for what was delivered so far.
+
+        Bolt hands an acked event to a task of its own first, so idleness must hold for a
+        few consecutive looks, not one.
+        """
+        assert self.bot is not None
+        bot = self.bot
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while quiet < 5:
+            quiet = quiet + 1 if not bot.tasks.busy() else 0
+            if time.monotonic() > deadline:
+                raise AssertionError("the bot did not settle")
+            await asyncio.sleep(0.02)
 
     async def wait_answers(
         self, channel: str, thread_ts: str, count: int, timeout: float = 15.0

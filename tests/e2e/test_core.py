@@ -55,7 +55,7 @@ async def test_thread_chatter_without_the_bot_is_ignored(harness: Harness) -> No
     parent = next_ts()
     await harness.say("people talking", thread_ts=parent)
     await harness.say("top-level chatter")
-    await asyncio.sleep(0.3)
+    await harness.settle()
     assert harness.openai.model.calls == []
     assert harness.slack.bot_messages("C1") == []
 
@@ -80,7 +80,7 @@ async def test_duplicate_deliveries_give_one_reply(harness: Harness) -> None:
     also = await harness.sender.post_event(copy)
     assert (first.status, retry.status, also.status) == (200, 200, 200)
     await harness.wait_answers("C1", event["ts"], 1)
-    await asyncio.sleep(0.5)
+    await harness.settle()
     assert len(harness.answers("C1", event["ts"])) == 1
     assert len(harness.openai.model.calls) == 1
 
@@ -101,7 +101,7 @@ async def test_burst_in_one_thread_is_answered_in_order(harness: Harness) -> Non
 async def test_threads_proceed_concurrently(harness: Harness) -> None:
     harness.openai.model.push(Reply(text="slow", latency=1.5), Reply(text="fast"))
     slow = await harness.mention("slow one")
-    await asyncio.sleep(0.2)
+    await harness.slack.wait_for(lambda: harness.openai.model.calls)  # the slow run started
     fast = await harness.mention("fast one", channel="C2")
     started = time.monotonic()
     await harness.wait_answers("C2", fast["ts"], 1)
@@ -188,7 +188,7 @@ async def test_dropped_connection_on_a_post_never_doubles_it(harness: Harness) -
     event = await harness.mention("hello")
     [answer] = await harness.wait_answers("C1", event["ts"], 1)
     assert "Echo: hello" in answer
-    await asyncio.sleep(0.3)
+    await harness.settle()
     posts = [c for c in harness.slack.calls_to("chat.postMessage") if c.args.get("thread_ts")]
     texts = [str(c.args.get("text")) for c in posts]
     assert sum("Echo: hello" in t for t in texts) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -44,7 +43,7 @@ async def test_stale_timestamp_is_401(harness: Harness) -> None:
         _event_body(), content_type="application/json", timestamp=int(time.time()) - 6 * 60
     )
     assert result.status == 401
-    await asyncio.sleep(0.2)
+    await harness.settle()
     assert harness.openai.model.calls == []
 
 
@@ -95,7 +94,7 @@ async def test_other_event_types_get_2xx_and_nothing_happens(harness: Harness, e
     assert harness.sender is not None
     result = await harness.sender.post_event(event)
     assert 200 <= result.status < 300
-    await asyncio.sleep(0.2)
+    await harness.settle()
     assert harness.openai.model.calls == []
 
 
@@ -124,7 +123,7 @@ async def test_edits_deletions_joins_and_bots_are_ignored(harness: Harness) -> N
     for event in events:
         result = await harness.sender.post_event(event)
         assert result.status == 200
-    await asyncio.sleep(0.3)
+    await harness.settle()
     assert len(harness.openai.model.calls) == calls
 
 

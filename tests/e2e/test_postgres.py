@@ -68,5 +68,5 @@ async def test_two_processes_share_threads_in_order(two_bots: tuple[Harness, Har
     dup = message(text="q1 again", thread_ts=parent["ts"], ts=next_ts())
     await asyncio.gather(a.sender.post_event(dup), b.sender.post_event(dup))
     await a.wait_answers("C1", parent["ts"], 6)
-    await asyncio.sleep(0.5)
+    await asyncio.gather(a.settle(), b.settle())
     assert len(a.answers("C1", parent["ts"])) == 6

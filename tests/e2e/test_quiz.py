@@ -152,7 +152,7 @@ async def test_two_quiz_calls_in_one_run_submit_together(harness: Harness) -> No
         first_msg,
         button(h.slack.find_message("C1", first_msg["ts"]) or first_msg, starts="quiz_submit"),
     )
-    await asyncio.sleep(0.3)
+    await harness.settle()
     assert h.openai.tool_outputs() == []  # nothing goes until every quiz of the run is in
     await click(
         h,
@@ -321,7 +321,7 @@ async def test_tampered_button_values_are_rejected(harness: Harness) -> None:
             block_actions(action_id=action_id, value=value, message=quiz)
         )
         assert result.status == 200
-    await asyncio.sleep(0.3)
+    await harness.settle()
     assert "✓" not in dump(h.slack.find_message("C1", quiz["ts"]))
     assert h.openai.tool_outputs() == []
 
@@ -396,7 +396,7 @@ async def test_restart_while_the_feedback_run_works(harness: Harness) -> None:
     await h.restart()
     answers = await h.wait_answers("C1", event["ts"], 2, timeout=20)
     assert "Feedback survived" in answers[-1]
-    await asyncio.sleep(0.3)
+    await harness.settle()
     assert sum("Feedback survived" in a for a in h.answers("C1", event["ts"])) == 1
     assert len(h.openai.tool_outputs()) == 1
     assert "Submitted" in message_text(h.slack.find_message("C1", quiz["ts"]) or {})
