@@ -165,9 +165,11 @@ class ResponsesRuntime:
             log.info("could not cancel response %s", run_id)
 
     async def upload_file(self, filename: str, content: bytes) -> str:
+        # Pictures for input_image are "vision" files; documents and data are "user_data".
+        is_image = filename.lower().endswith(_IMAGE_SUFFIXES)
         async with translate_errors("files.create"):
             uploaded = await self._client.files.create(
-                file=(filename, content), purpose="user_data"
+                file=(filename, content), purpose="vision" if is_image else "user_data"
             )
         return uploaded.id
 

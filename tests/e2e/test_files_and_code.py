@@ -6,6 +6,7 @@ in-progress item (Responses) or run step (Assistants) to the fake while the run 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def share_pdf(slack: FakeSlack, name: str = "paper.pdf", content: bytes = PDF, *
 
 def model_uploads(fake: FakeOpenAI) -> list[dict]:
     """Files the bot uploaded to the model service (not the ones the model made)."""
-    return [f for f in fake.files.values() if f["purpose"] in ("user_data", "assistants")]
+    return [f for f in fake.files.values() if f["purpose"] in ("user_data", "vision", "assistants")]
 
 
 def cite_first_file(text: str, quote: str) -> Any:
@@ -351,3 +352,24 @@ async def test_a_stub_file_is_completed_with_files_info(harness: Harness) -> Non
     assert harness.slack.calls_to("files.info")
     [file_id] = harness.openai.model.calls[0].files
     assert harness.openai.files[file_id]["bytes"] == PDF
+
+
+async def test_a_shared_picture_is_shown_to_the_model(harness: Harness) -> None:
+    picture = harness.slack.add_file(
+        name="graph.png", content=PNG, mimetype="image/png", filetype="png"
+    )
+    event = await mention_with_files(harness, "what does this graph show?", [picture])
+    await harness.wait_answers("C1", event["ts"], 1)
+    [uploaded] = model_uploads(harness.openai)
+    assert uploaded["bytes"] == PNG
+    file_id = next(fid for fid, f in harness.openai.files.items() if f is uploaded)
+    sent = [
+        r.json
+        for r in harness.openai.requests
+        if r.method == "POST" and r.json and file_id in json.dumps(r.json)
+    ]
+    assert sent, "the picture never reached the model"
+    shape = json.dumps(sent[-1])
+    assert ("input_image" in shape) if harness.runtime == "responses" else ("image_file" in shape)
+    if harness.runtime == "responses":
+        assert uploaded["purpose"] == "vision"
