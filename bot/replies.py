@@ -6,8 +6,10 @@ connection errors once), so callers see one call and one result.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 log = logging.getLogger(__name__)
 
 
+MAX_RETRY_AFTER = 120.0
 # A post whose connection dropped may still have gone through: retrying could post twice.
 _NOT_RETRIED_ON_CONNECTION_ERROR = (
     "chat.postMessage",
@@ -45,6 +48,36 @@ class _ConnectionErrorRetry(AsyncConnectionErrorRetryHandler):
         )
 
 
+class _RateLimitRetry(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 retry, waiting the whole ``Retry-After``.
+
+    slack_sdk 3.48's async handler reads only the header's first character (for the
+    aiohttp client the value is a string, not a list): "30" would wait 3 s and hit the
+    limit again.
+    """
+
+    async def prepare_for_next_attempt_async(
+        self, *, state: Any, request: Any, response: Any = None, error: Exception | None = None
+    ) -> None:
+        if response is None:
+            raise error or RuntimeError("rate-limit retry without a response")
+        state.next_attempt_requested = True
+        await asyncio.sleep(retry_after_seconds(response.headers) + random.random())
+        state.increment_current_attempt()
+
+
+def retry_after_seconds(headers: Mapping[str, Any]) -> float:
+    """Slack's ``Retry-After`` in seconds (1 when missing or unreadable), at most 120."""
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) and value else value
+            try:
+                return min(max(float(str(raw).strip()), 0.0), MAX_RETRY_AFTER)
+            except ValueError:
+                return 1.0
+    return 1.0
+
+
 def make_web_client(
     token: str, base_url: str, *, wait_out_rate_limits: bool = True
 ) -> AsyncWebClient:
@@ -56,7 +89,7 @@ def make_web_client(
     handlers: list[AsyncRetryHandler] = [_ConnectionErrorRetry(max_retry_count=1)]
     if wait_out_rate_limits:
         handlers += [
-            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            _RateLimitRetry(max_retry_count=5),
             AsyncServerErrorRetryHandler(max_retry_count=2),
         ]
     return AsyncWebClient(token=token, base_url=base_url, timeout=30, retry_handlers=handlers)

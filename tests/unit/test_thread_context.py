@@ -20,18 +20,40 @@ def msg(ts: str, text: str, user: str | None = "U1", **extra):
     ("messages", "before", "lines", "bot_was_here"),
     [
         ([], "5.0", [], False),
-        ([msg("1.0", "parent question"), msg("2.0", "a reply", user="U2")], "3.0",
-         ["<@U1>: parent question", "<@U2>: a reply"], False),
+        (
+            [msg("1.0", "parent question"), msg("2.0", "a reply", user="U2")],
+            "3.0",
+            ["<@U1>: parent question", "<@U2>: a reply"],
+            False,
+        ),
         # Only messages before the one being answered; order by ts, not list order.
-        ([msg("4.0", "later"), msg("2.0", "second"), msg("1.0", "first")], "3.0",
-         ["<@U1>: first", "<@U1>: second"], False),
+        (
+            [msg("4.0", "later"), msg("2.0", "second"), msg("1.0", "first")],
+            "3.0",
+            ["<@U1>: first", "<@U1>: second"],
+            False,
+        ),
         # The bot's own words count as context and reveal it was here; placeholders do not.
-        ([msg("1.0", "q"), msg("2.0", "x = 1", user="UBOT", bot_id="BBOT"),
-          msg("2.5", ":hourglass_flowing_sand: Thinking…", user="UBOT", bot_id="BBOT")], "3.0",
-         ["<@U1>: q", "tutor (you): x = 1"], True),
+        (
+            [
+                msg("1.0", "q"),
+                msg("2.0", "x = 1", user="UBOT", bot_id="BBOT"),
+                msg("2.5", ":hourglass_flowing_sand: Thinking…", user="UBOT", bot_id="BBOT"),
+            ],
+            "3.0",
+            ["<@U1>: q", "tutor (you): x = 1"],
+            True,
+        ),
         # Other bots and non-user subtypes are left out.
-        ([msg("1.0", "deploy done", user=None, bot_id="B9", subtype="bot_message"),
-          msg("1.5", "joined", subtype="channel_join")], "3.0", [], False),
+        (
+            [
+                msg("1.0", "deploy done", user=None, bot_id="B9", subtype="bot_message"),
+                msg("1.5", "joined", subtype="channel_join"),
+            ],
+            "3.0",
+            [],
+            False,
+        ),
         ([msg("1.0", "hey <@UBOT> help")], "3.0", ["<@U1>: hey @tutor help"], False),
         ([msg("1.0", "")], "3.0", [], False),
     ],
