@@ -6,6 +6,7 @@ answered by ``function_call_output`` input items in the next response on the con
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from bot.runtime.base import (
     Citation,
     CodeStep,
     GeneratedFile,
+    ModelServiceError,
     ProgressCallback,
     RunResult,
     RunStatus,
@@ -32,6 +34,7 @@ from bot.runtime.base import (
 log = logging.getLogger(__name__)
 
 _ACTIVE = ("queued", "in_progress")
+LOCKED_WAIT_LIMIT = 60.0
 _FINAL_STATUS = {
     "completed": RunStatus.COMPLETED,
     "failed": RunStatus.FAILED,
@@ -89,18 +92,30 @@ class ResponsesRuntime:
     async def _create(
         self, conversation: str, items: list[dict[str, Any]], code_files: Sequence[str] = ()
     ) -> str:
-        async with translate_errors("responses.create", thread_id=conversation):
-            response = await self._client.responses.create(
-                model=self._model,
-                instructions=self._instructions,
-                tools=self._tool_specs(code_files),  # type: ignore[arg-type]
-                conversation=conversation,
-                input=items,  # type: ignore[arg-type]
-                background=True,
-                store=True,
-                include=["code_interpreter_call.outputs"],
-            )
-        return response.id
+        waited = 0.0
+        while True:
+            try:
+                async with translate_errors("responses.create", thread_id=conversation):
+                    response = await self._client.responses.create(
+                        model=self._model,
+                        instructions=self._instructions,
+                        tools=self._tool_specs(code_files),  # type: ignore[arg-type]
+                        conversation=conversation,
+                        input=items,  # type: ignore[arg-type]
+                        background=True,
+                        store=True,
+                        include=["code_interpreter_call.outputs"],
+                    )
+                return response.id
+            except ModelServiceError as exc:
+                # Busy conversation: the one way we get here is an earlier create that the
+                # SDK retried after it had in fact gone through (no idempotency keys).
+                # That response finishes on its own; wait for it, bounded, and go again.
+                if not _is_locked(exc) or waited >= LOCKED_WAIT_LIMIT:
+                    raise
+                log.warning("conversation %s is busy; retrying in 2 s", conversation)
+                await asyncio.sleep(2.0)
+                waited += 2.0
 
     async def start_run(
         self,
@@ -184,6 +199,13 @@ class ResponsesRuntime:
             else:
                 body = await self._client.files.content(file.file_id)
         return body.content
+
+
+def _is_locked(exc: ModelServiceError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, openai.BadRequestError) and (
+        getattr(cause, "code", None) == "conversation_locked"
+    )
 
 
 def _output_item(output: ToolOutput) -> dict[str, Any]:

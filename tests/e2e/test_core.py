@@ -284,3 +284,24 @@ async def test_a_long_answer_is_split_within_slack_limits(harness: Harness) -> N
         assert len(markdown) <= 12_000
         assert markdown.count("```") % 2 == 0  # every chunk's code fences are balanced
     assert not [c for c in harness.slack.calls if not c.ok]
+
+
+@pytest.mark.parametrize("runtime", ["responses"])
+async def test_a_busy_conversation_is_waited_for(harness: Harness) -> None:
+    """A create the SDK retried after it went through leaves the conversation busy."""
+    harness.openai.fail_next(
+        "/responses",
+        status=400,
+        count=1,
+        body={
+            "error": {
+                "message": "Another process is currently operating on this conversation.",
+                "type": "invalid_request_error",
+                "code": "conversation_locked",
+                "param": None,
+            }
+        },
+    )
+    event = await harness.mention("hello again")
+    [answer] = await harness.wait_answers("C1", event["ts"], 1)
+    assert "Echo: hello again" in answer
