@@ -76,6 +76,11 @@ def attachment_tool(file: InputFile, tools: Sequence[str]) -> str | None:
     return None
 
 
+def _is_active_run_error(exc: ModelServiceError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, openai.BadRequestError) and "active run" in str(cause).lower()
+
+
 class AssistantsRuntime:
     name = "assistants"
 
@@ -182,11 +187,25 @@ class AssistantsRuntime:
                 content=content,  # type: ignore[arg-type]
                 attachments=attachments or openai.omit,  # type: ignore[arg-type]
             )
-        async with translate_errors("threads.runs.create", thread_id=thread_id):
-            run = await self._client.beta.threads.runs.create(
-                thread_id, assistant_id=self._require_assistant()
-            )
+        try:
+            async with translate_errors("threads.runs.create", thread_id=thread_id):
+                run = await self._client.beta.threads.runs.create(
+                    thread_id, assistant_id=self._require_assistant()
+                )
+        except ModelServiceError as exc:
+            # The SDK retried a create that had gone through (no idempotency keys): the
+            # active run it reports is the one we asked for.
+            active = await self._active_run(thread_id) if _is_active_run_error(exc) else None
+            if active is None:
+                raise
+            log.info("run create was retried after it succeeded; awaiting %s", active)
+            return active
         return run.id
+
+    async def _active_run(self, thread_id: str) -> str | None:
+        async with translate_errors("threads.runs.list", thread_id=thread_id):
+            page = await self._client.beta.threads.runs.list(thread_id, limit=1, order="desc")
+        return next((r.id for r in page.data if r.status in _ACTIVE), None)
 
     def _require_assistant(self) -> str:
         if self.assistant_id is None:

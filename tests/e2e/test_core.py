@@ -305,3 +305,16 @@ async def test_a_busy_conversation_is_waited_for(harness: Harness) -> None:
     event = await harness.mention("hello again")
     [answer] = await harness.wait_answers("C1", event["ts"], 1)
     assert "Echo: hello again" in answer
+
+
+@pytest.mark.parametrize("runtime", ["assistants"])
+async def test_a_run_create_retried_after_it_went_through_is_awaited(harness: Harness) -> None:
+    """No idempotency keys: the SDK's retry of a create that succeeded meets an active run."""
+    harness.openai.model.push(Reply(text="the one answer", latency=1.0))
+    harness.openai.fail_next("/runs", method="POST", after_processing=True, retry_after=0.01)
+    event = await harness.mention("once please")
+    [answer] = await harness.wait_answers("C1", event["ts"], 1)
+    assert "the one answer" in answer
+    # The fake saw the duplicate create (the SDK's doing) and refused it; nothing else.
+    assert {v.split()[0] for v in harness.openai.violations} == {"active"}
+    harness.openai.violations.clear()

@@ -96,6 +96,7 @@ class _Fault:
     body: dict | None = None
     seconds: float = 0.0
     after_processing: bool = False
+    method: str | None = None  # only requests with this HTTP method (None: any)
 
 
 class FakeOpenAI:
@@ -171,6 +172,7 @@ class FakeOpenAI:
         retry_after: float | None = None,
         body: dict | None = None,
         after_processing: bool = False,
+        method: str | None = None,
     ) -> None:
         """The next ``count`` requests whose path contains the string answer this HTTP error.
 
@@ -186,6 +188,7 @@ class FakeOpenAI:
                 retry_after=retry_after,
                 body=body,
                 after_processing=after_processing,
+                method=method,
             )
         )
 
@@ -299,8 +302,10 @@ class FakeOpenAI:
 
     # --- HTTP plumbing -------------------------------------------------------------------------
 
-    def _take_fault(self, kind: str, path: str) -> _Fault | None:
+    def _take_fault(self, kind: str, path: str, method: str = "") -> _Fault | None:
         for fault in self._faults:
+            if fault.method is not None and fault.method != method:
+                continue
             if fault.kind == kind and fault.count > 0 and fault.path_contains in path:
                 fault.count -= 1
                 if fault.count == 0:
@@ -369,13 +374,13 @@ class FakeOpenAI:
                         raise ApiError(
                             400, "We could not parse the JSON body of your request."
                         ) from e
-        hang = self._take_fault("hang", request.path)
+        hang = self._take_fault("hang", request.path, request.method)
         if hang is not None:
             try:
                 await asyncio.wait_for(self._stopping.wait(), hang.seconds)
             except TimeoutError:
                 pass
-        fault = self._take_fault("fail", request.path)
+        fault = self._take_fault("fail", request.path, request.method)
         if fault is not None and not fault.after_processing:
             return self._fault_response(fault)
         self.tick()
