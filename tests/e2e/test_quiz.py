@@ -89,6 +89,18 @@ async def click(
     assert result.status == 200, result.body
 
 
+async def choose(h: Harness, quiz: dict[str, Any], choice: str) -> None:
+    """Click a choice and wait until the quiz message shows it picked."""
+    await click(h, quiz, button(quiz, starts="quiz_choice", text=choice))
+    await h.slack.wait_for(lambda: f"✓ {choice}" in dump(h.slack.find_message("C1", quiz["ts"])))
+
+
+async def submit(h: Harness, quiz: dict[str, Any]) -> None:
+    """Press the quiz's Submit button, as the message shows it now."""
+    current = h.slack.find_message("C1", quiz["ts"]) or quiz
+    await click(h, quiz, button(current, starts="quiz_submit"))
+
+
 async def answer_free(
     h: Harness, msg: dict[str, Any], text: str, *, user: str = "U1", metadata: str | None = None
 ) -> dict[str, Any]:
@@ -119,14 +131,11 @@ async def test_quiz_answered_by_button_and_modal(harness: Harness) -> None:
     [quiz] = await wait_quizzes(h, event["ts"])
     assert "Linear equations" in message_text(quiz)
     # Pick a wrong answer, change it: the choice stays changeable and visible until submitted.
-    await click(h, quiz, button(quiz, starts="quiz_choice", text="x = 2"))
-    await click(h, quiz, button(quiz, starts="quiz_choice", text="x = 3"))
-    await h.slack.wait_for(lambda: "✓ x = 3" in dump(h.slack.find_message("C1", quiz["ts"])))
+    await choose(h, quiz, "x = 2")
+    await choose(h, quiz, "x = 3")
     ack = await answer_free(h, quiz, "  Divide both sides by 2.  ")
     assert ack.get("response_action") != "errors"
-    await click(
-        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
-    )
+    await submit(h, quiz)
     answers = await h.wait_answers("C1", event["ts"], 2)
     assert "well done" in answers[-1]
     [output] = h.openai.tool_outputs()
@@ -146,19 +155,11 @@ async def test_two_quiz_calls_in_one_run_submit_together(harness: Harness) -> No
     event = await h.mention("two quizzes please")
     first_msg, second_msg = await wait_quizzes(h, event["ts"], 2)
     for msg in (first_msg, second_msg):
-        await click(h, msg, button(msg, starts="quiz_choice", text="4"))
-    await click(
-        h,
-        first_msg,
-        button(h.slack.find_message("C1", first_msg["ts"]) or first_msg, starts="quiz_submit"),
-    )
+        await choose(h, msg, "4")
+    await submit(h, first_msg)
     await harness.settle()
     assert h.openai.tool_outputs() == []  # nothing goes until every quiz of the run is in
-    await click(
-        h,
-        second_msg,
-        button(h.slack.find_message("C1", second_msg["ts"]) or second_msg, starts="quiz_submit"),
-    )
+    await submit(h, second_msg)
     answers = await h.wait_answers("C1", event["ts"], 3)
     assert "Feedback on both" in answers[-1]
     outputs = h.openai.tool_outputs()
@@ -200,11 +201,8 @@ async def test_click_after_a_restart_still_works(harness: Harness) -> None:
     event = await h.mention("quiz")
     [quiz] = await wait_quizzes(h, event["ts"])
     await h.restart()
-    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
-    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
-    await click(
-        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
-    )
+    await choose(h, quiz, "4")
+    await submit(h, quiz)
     answers = await h.wait_answers("C1", event["ts"], 2)
     assert "Correct after restart" in answers[-1]
 
@@ -243,10 +241,9 @@ async def test_double_clicks_and_strangers(harness: Harness) -> None:
     await click(h, quiz, button(quiz, starts="quiz_choice", text="3"), user="U2")
     note = await h.slack.wait_for(lambda: [e for e in h.slack.ephemerals if e.get("user") == "U2"])
     assert "<@U1>" in json.dumps(note)
-    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
-    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
-    submit = button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
-    await asyncio.gather(click(h, quiz, submit), click(h, quiz, submit))
+    await choose(h, quiz, "4")
+    submit_button = button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
+    await asyncio.gather(click(h, quiz, submit_button), click(h, quiz, submit_button))
     answers = await h.wait_answers("C1", event["ts"], 2)
     assert "Nice." in answers[-1]
     assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
@@ -348,11 +345,8 @@ async def test_answers_after_the_run_expired_go_in_as_a_message(harness: Harness
     event = await h.mention("quiz")
     [quiz] = await wait_quizzes(h, event["ts"])
     h.openai.clock.advance(601)  # requires_action runs expire 10 minutes after creation
-    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
-    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
-    await click(
-        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
-    )
+    await choose(h, quiz, "4")
+    await submit(h, quiz)
     answers = await h.wait_answers("C1", event["ts"], 3)
     assert "4 is right" in answers[-1]
     assert any("new message" in a for a in answers)  # the student is told
@@ -370,11 +364,8 @@ async def test_quiz_answered_within_the_run_lifetime_after_a_pause(harness: Harn
     event = await h.mention("quiz")
     [quiz] = await wait_quizzes(h, event["ts"])
     h.openai.clock.advance(540)  # nine minutes: still in time
-    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
-    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
-    await click(
-        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
-    )
+    await choose(h, quiz, "4")
+    await submit(h, quiz)
     answers = await h.wait_answers("C1", event["ts"], 2)
     assert "In time!" in answers[-1]
     assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
@@ -387,11 +378,8 @@ async def test_restart_while_the_feedback_run_works(harness: Harness) -> None:
     )
     event = await h.mention("quiz")
     [quiz] = await wait_quizzes(h, event["ts"])
-    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
-    await h.slack.wait_for(lambda: "✓ 4" in dump(h.slack.find_message("C1", quiz["ts"])))
-    await click(
-        h, quiz, button(h.slack.find_message("C1", quiz["ts"]) or quiz, starts="quiz_submit")
-    )
+    await choose(h, quiz, "4")
+    await submit(h, quiz)
     await h.slack.wait_for(lambda: h.openai.tool_outputs())
     await h.restart()
     answers = await h.wait_answers("C1", event["ts"], 2, timeout=20)
