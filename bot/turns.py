@@ -418,14 +418,28 @@ class TurnProcessor:
             await self._quizzes.mark_submitted(submission)
             return run_id
 
-        try:
-            with ctx.trace.model_call(
-                "submit_tool_outputs", model=self._runtime.model, run_id=run_id_of(batch)
-            ):
-                run_id = await self._start_recorded(turn, submit)
-        except RunNotAwaitingOutputs:
-            log.info("run %s no longer takes outputs; sending the answers as a message", batch)
+        async def resend() -> str:
+            # Marked first and resent in one shielded step; a process killed in between
+            # finds the EXPIRED quizzes again (claim_submission) and resends them.
             await self._quizzes.mark_expired(submission)
+            # Calls still open on the thread are closed first (no-op on an expired run).
+            return await self._runtime.start_run(
+                remote_thread,
+                UserInput(text=submission.as_message),
+                pending_run_id=run_id_of(batch),
+                pending_outputs=submission.resent_outputs,
+            )
+
+        run_id: str | None = None
+        if not submission.resend:
+            try:
+                with ctx.trace.model_call(
+                    "submit_tool_outputs", model=self._runtime.model, run_id=run_id_of(batch)
+                ):
+                    run_id = await self._start_recorded(turn, submit)
+            except RunNotAwaitingOutputs:
+                log.info("run %s no longer takes outputs; sending the answers as a message", batch)
+        if run_id is None:
             await ctx.status.replace(
                 "The quiz's run had already ended, so I've sent your answers as a new message."
             )
@@ -433,12 +447,7 @@ class TurnProcessor:
             with ctx.trace.model_call(
                 "start_run", runtime=self._runtime.name, model=self._runtime.model
             ):
-                run_id = await self._start_recorded(
-                    turn,
-                    lambda: self._runtime.start_run(
-                        remote_thread, UserInput(text=submission.as_message)
-                    ),
-                )
+                run_id = await self._start_recorded(turn, resend)
         ctx.trace.set_attribute("run_id", run_id)
         return await self._await_run(ctx, run_id)
 

@@ -68,6 +68,25 @@ class Submission:
     batch_run_id: str
     quizzes: list[Quiz]
     outputs: list[ToolOutput]
+    # The run can no longer take them: the answers go in as a user message instead.
+    resend: bool = False
+
+    @property
+    def resent_outputs(self) -> list[ToolOutput]:
+        """Outputs that close the calls when the answers go in as a message instead."""
+        note = json.dumps(
+            {
+                "status": "answered_in_message",
+                "message": "The student's answers follow in their next message.",
+            }
+        )
+        return [
+            ToolOutput(
+                q.call_id,
+                q.error_output if q.status is QuizStatus.INVALID and q.error_output else note,
+            )
+            for q in self.quizzes
+        ]
 
     @property
     def as_message(self) -> str:
@@ -224,10 +243,18 @@ class QuizFlow:
         return (run_id_of(batch) if batch else None), outputs
 
     async def claim_submission(self, batch_run_id: str) -> Submission | None:
-        """The outputs of a run whose quizzes are all answered; None if nothing to submit."""
+        """The outputs of a run whose quizzes are all answered; None if nothing to submit.
+
+        Quizzes already marked EXPIRED (their answers were about to go in as a message when
+        the process stopped) come back as a submission to resend, never dropped.
+        """
         quizzes = await self._store.list_quizzes(remote_run_id=batch_run_id)
-        answered = [q for q in quizzes if q.status is QuizStatus.ANSWERED]
-        if not answered or any(q.status is QuizStatus.OPEN for q in quizzes):
+        statuses = {q.status for q in quizzes}
+        if statuses & {QuizStatus.OPEN, QuizStatus.SUBMITTED, QuizStatus.SKIPPED}:
+            return None  # still being answered, or this batch was handled
+        if QuizStatus.ANSWERED not in statuses:
+            if QuizStatus.EXPIRED in statuses:
+                return Submission(batch_run_id, quizzes, [], resend=True)
             return None
         outputs: list[ToolOutput] = []
         for quiz in quizzes:
@@ -235,8 +262,6 @@ class QuizFlow:
                 outputs.append(ToolOutput(quiz.call_id, tool_output_for(quiz)))
             elif quiz.status is QuizStatus.INVALID:
                 outputs.append(ToolOutput(quiz.call_id, quiz.error_output or "{}"))
-            else:  # submitted/skipped already: this batch was handled
-                return None
         return Submission(batch_run_id, quizzes, outputs)
 
     async def mark_submitted(self, submission: Submission) -> None:

@@ -388,3 +388,43 @@ async def test_restart_while_the_feedback_run_works(harness: Harness) -> None:
     assert sum("Feedback survived" in a for a in h.answers("C1", event["ts"])) == 1
     assert len(h.openai.tool_outputs()) == 1
     assert "Submitted" in message_text(h.slack.find_message("C1", quiz["ts"]) or {})
+
+
+async def test_answers_being_resent_when_the_process_died_are_resent(harness: Harness) -> None:
+    """Killed between marking a quiz expired and resending its answers: nothing is lost."""
+    from bot.domain import QuizStatus, TurnKind, TurnStatus
+    from store import open_store
+
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]))
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    await choose(h, quiz, "4")
+    await h.stop()
+    # The state a kill -9 leaves mid-resend, written through the store's own API.
+    store = open_store(h.env["DATABASE_URL"])
+    await store.open()
+    try:
+        [stored] = await store.list_quizzes()
+        assert stored.remote_run_id is not None
+        await store.transition_quizzes(
+            [stored.id], QuizStatus.EXPIRED, from_statuses=[QuizStatus.OPEN]
+        )
+        turn = await store.enqueue_turn(
+            stored.thread_id,
+            TurnKind.QUIZ_ANSWERS,
+            user_id="U1",
+            text=stored.remote_run_id,
+            message_ts=f"quiz:{stored.remote_run_id}",
+            parent_turn_id=stored.turn_id,
+        )
+        assert turn is not None
+        await store.update_turn(turn.id, status=TurnStatus.RUNNING, attempts=1)
+    finally:
+        await store.close()
+    h.openai.clock.advance(601)  # the Assistants run expired meanwhile (no-op for Responses)
+    h.openai.model.push(Reply(text="Got your answers: 4 is right."))
+    await h.start()
+    answers = await h.wait_answers("C1", event["ts"], 3)  # the quiz, a note, the answer
+    assert "4 is right" in answers[-1]
+    assert "My answer: 4" in h.openai.user_messages()[-1]
