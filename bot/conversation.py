@@ -69,6 +69,7 @@ class Conversation:
         self._owner = f"worker-{uuid.uuid4().hex[:12]}"
         self._workers: dict[int, asyncio.Task[Any]] = {}
         self._kicked: set[int] = set()
+        self._leased: set[int] = set()  # threads whose lease this process holds
         self._sweeper: asyncio.Task[Any] | None = None
         # Threads the bot was never in (LRU): their chatter costs no more Slack calls.
         self._foreign_threads: OrderedDict[tuple[str, str, str], None] = OrderedDict()
@@ -210,8 +211,9 @@ class Conversation:
 
     async def _drain(self, thread_id: int) -> None:
         if not await self._store.try_lock_thread(thread_id, self._owner, LEASE_TTL):
-            log.debug("thread %s is being worked by another process", thread_id)
+            log.info("thread %s is being worked by another process", thread_id)
             return
+        self._leased.add(thread_id)
         heartbeat = asyncio.create_task(self._hold_lease(thread_id))
         try:
             while (turn := await self._next_turn(thread_id)) is not None:
@@ -219,7 +221,10 @@ class Conversation:
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            # A shutdown can cancel this very write; close() then releases what is left,
+            # so a restarted process never waits out a lease its predecessor held.
             await self._store.unlock_thread(thread_id, self._owner)
+            self._leased.discard(thread_id)
 
     async def _next_turn(self, thread_id: int) -> Turn | None:
         # A RUNNING turn here was orphaned (a previous process stopped mid-turn): resume it.
@@ -266,6 +271,12 @@ class Conversation:
             task.cancel()
         if self._workers:
             await asyncio.wait(list(self._workers.values()), timeout=5)
+        for thread_id in sorted(self._leased):
+            try:
+                await self._store.unlock_thread(thread_id, self._owner)
+            except Exception:
+                log.exception("could not release the lease on thread %s", thread_id)
+        self._leased.clear()
 
     @property
     def busy_threads(self) -> int:

@@ -401,6 +401,7 @@ class TurnProcessor:
         remote_thread = ctx.thread.remote_id
         submission = await self._quizzes.claim_submission(batch)
         if submission is None or remote_thread is None:
+            log.info("turn %s: nothing to submit for %s", turn.id, batch)
             await self._store.update_turn(turn.id, status=TurnStatus.COMPLETED)
             return "Indeterminate"
         await ctx.status.show("Checking your answers…", force=True)
