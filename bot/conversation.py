@@ -1,35 +1,49 @@
-"""The conversation core's front door: record what arrives, then work each thread in order.
+"""The conversation core's front door: record what arrives, then have it worked in order.
 
-Every user message (and every completed quiz) becomes a QUEUED turn in the store; the
-store's unique (thread, message_ts) makes duplicate deliveries no-ops. One worker per
-Slack thread drains that thread's turns one after another while holding the thread's
-lease in the store, so the model service never sees two requests at once for one thread
-— across processes too. Different threads proceed concurrently.
+Every user message (and every completed quiz) becomes a QUEUED turn in the store, recorded
+before Slack is acknowledged (``bot.core.intake``: many per transaction); the store's
+unique (thread, message_ts) makes duplicate deliveries no-ops. ``bot.core.workers`` then
+works each thread's turns one after another, in the students' order, one process at a
+time — so the model service never sees two requests at once for one thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.domain import ThreadKey, Turn, TurnKind, TurnStatus
-from bot.replies import Replies, SlackError
+from bot.core.intake import Intake
+from bot.core.turn import TurnRunner
+from bot.core.workers import DatabaseHealth, Ingest, ThreadWorkers, order_key
+from bot.domain import ThreadKey, Turn, TurnKind
+from bot.replies import SlackError
+from bot.slack.surface import Surface
 from bot.slack_text import escape_mrkdwn
 from bot.tasks import BackgroundTasks
 from bot.thread_context import is_bot_message
-from bot.turns import TurnProcessor
-from store.base import Store
+from store.base import NewMessage, Store, StoreError
 
 log = logging.getLogger(__name__)
 
-LEASE_TTL = 30.0
 FOREIGN_THREAD_CACHE = 4096
-SWEEP_INTERVAL = 15.0
+STORE_SINCE = "store.created_at"
+# A reply in a thread this young that the store does not know yet may have raced its
+# parent's delivery (to another process, say): look again a little later.
+RECENT_THREAD = 300.0
+RECHECKS = (1.0, 3.0)
+
+
+def _seconds(ts: str) -> float:
+    try:
+        return float(ts)
+    except ValueError:
+        return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,61 +70,89 @@ class Conversation:
         self,
         *,
         store: Store,
-        processor: TurnProcessor,
-        replies: Replies,
+        processor: TurnRunner,
+        replies: Surface,
         runtime_name: str,
         tasks: BackgroundTasks,
+        exclude_teams: tuple[str, ...] = (),
     ) -> None:
         self._store = store
         self._replies = replies
         self._processor = processor
         self._runtime_name = runtime_name
         self._tasks = tasks
-        self._owner = f"worker-{uuid.uuid4().hex[:12]}"
-        self._workers: dict[int, asyncio.Task[Any]] = {}
-        self._kicked: set[int] = set()
-        self._leased: set[int] = set()  # threads whose lease this process holds
-        self._sweeper: asyncio.Task[Any] | None = None
+        self.health = DatabaseHealth()
+        self.ingest = Ingest()  # the app counts Slack deliveries in flight here
+        self._intake = Intake(store)
+        self.workers = ThreadWorkers(
+            store=store,
+            process=processor.process,
+            tasks=tasks,
+            owner=f"worker-{uuid.uuid4().hex[:12]}",
+            health=self.health,
+            ingest=self.ingest,
+            exclude_teams=exclude_teams,
+        )
         # Threads the bot was never in (LRU): their chatter costs no more Slack calls.
         self._foreign_threads: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        # When this database began: only threads older than that can have been lost.
+        self._store_since: float | None = None
 
     # -- intake ----------------------------------------------------------------------
 
-    def accept(self, message: IncomingMessage) -> None:
-        """Take a message from a listener: recorded in an owned task (awaited at shutdown)."""
-        self._tasks.spawn(self.receive_message(message), name=f"receive-{message.ts}")
-
     async def receive_message(self, message: IncomingMessage) -> Turn | None:
-        """Record a message as a turn and wake its thread's worker.
+        """Record a message as a turn (durably: raises ``StoreError`` otherwise) and wake
+        its thread's worker.
 
         Returns None when the message is not for the bot (a thread it is not in) or was
         already recorded (a retried or doubled delivery).
         """
-        if message.addressed:
-            thread = await self._store.get_or_create_thread(
-                message.key, self._runtime_name, message.user
-            )
-        else:
-            existing = await self._store.get_thread(message.key)
-            if existing is None and not await self._bot_was_in_thread(message):
-                return None
-            thread = existing or await self._store.get_or_create_thread(
-                message.key, self._runtime_name, message.user
-            )
-        turn = await self._store.enqueue_turn(
-            thread.id,
-            TurnKind.MESSAGE,
+        new = NewMessage(
+            key=message.key,
+            runtime=self._runtime_name,
             user_id=message.user,
             text=message.text,
             message_ts=message.ts,
+            order_key=order_key(message.ts),
             files=[dict(f) for f in message.files],
+            create_thread=message.addressed,
         )
-        if turn is None:
+        try:
+            recorded = await self._intake.record(new)
+        except StoreError as exc:
+            self.health.failed(exc)
+            raise
+        if recorded.thread is None:
+            if await self._bot_was_in_thread(message):
+                recorded = await self._intake.record(replace(new, create_thread=True))
+            elif self._recent(message):
+                self._tasks.spawn(self._recheck(new), name=f"recheck-{message.ts}")
+                return None
+            else:
+                return None
+        if recorded.thread is None or recorded.turn is None:
             log.info("duplicate delivery of %s in %s ignored", message.ts, message.key)
             return None
-        log.info("turn %s queued for %s", turn.id, message.key)
-        self.kick(thread.id)
-        return turn
+        log.info("turn %s queued for %s", recorded.turn.id, message.key)
+        self.kick(recorded.thread.id)
+        return recorded.turn
+
+    def _recent(self, message: IncomingMessage) -> bool:
+        return message.thread_ts is not None and (
+            time.time() - _seconds(message.thread_ts) < RECENT_THREAD
+        )
+
+    async def _recheck(self, new: NewMessage) -> None:
+        """A reply that came before its thread was recorded (its parent's delivery is a
+        moment behind, perhaps at another process): record it once the thread is there."""
+        for delay in RECHECKS:
+            await asyncio.sleep(delay)
+            recorded = await self._intake.record(new)
+            if recorded.thread is not None:
+                if recorded.turn is not None:
+                    log.info("turn %s queued for %s (late thread)", recorded.turn.id, new.key)
+                    self.kick(recorded.thread.id)
+                return
 
     async def _bot_was_in_thread(self, message: IncomingMessage) -> bool:
         """A reply in a thread the store does not know: had the bot spoken there?
@@ -121,6 +163,8 @@ class Conversation:
         """
         if message.thread_ts is None:
             return False
+        if self._store_since is not None and _seconds(message.thread_ts) >= self._store_since:
+            return False  # the thread began while this database existed: it would know it
         cache_key = (message.team, message.channel, message.thread_ts)
         if cache_key in self._foreign_threads:
             self._foreign_threads.move_to_end(cache_key)
@@ -131,8 +175,10 @@ class Conversation:
                 message.channel, message.thread_ts, best_effort=True
             )
         except SlackError as exc:
+            # Refusals are remembered too: conversations.replies may be limited to one call
+            # a minute, and asking again for every reply would only be refused again.
             log.info("could not check thread %s: %s", message.thread_ts, exc.error)
-            return False
+            messages = []
         if any(is_bot_message(m, bot_user_id=bot_user_id, bot_id=bot_id) for m in messages):
             return True
         self._foreign_threads[cache_key] = None
@@ -141,12 +187,24 @@ class Conversation:
         return False
 
     async def start_from_command(
-        self, *, team: str, channel: str, user: str, question: str, quiz_topic: str | None = None
+        self,
+        *,
+        team: str,
+        channel: str,
+        user: str,
+        question: str,
+        quiz_topic: str | None = None,
+        request_id: str | None = None,
     ) -> str | None:
         """``/tutor``: post the question visibly, then answer it in that message's thread.
 
         Returns a note for the user (shown ephemerally) when it cannot, e.g. not in channel.
+        ``request_id`` (the command's ``trigger_id``, unique per invocation) makes a
+        replayed request a no-op.
         """
+        if request_id and not await self._store.seen_request(f"command:{request_id}"):
+            log.info("slash command %s seen before; ignored", request_id)
+            return None
         if quiz_topic is not None:
             shown = f"<@{user}> asked for a quiz on *{escape_mrkdwn(quiz_topic)}*"
         else:
@@ -184,6 +242,7 @@ class Conversation:
             text=batch_run_id,
             message_ts=f"quiz:{batch_run_id}",
             parent_turn_id=parent_turn_id,
+            order_key=order_key(f"{time.time():.6f}"),
         )
         if turn is not None:
             self.kick(thread_id)
@@ -193,91 +252,27 @@ class Conversation:
 
     def kick(self, thread_id: int) -> None:
         """Make sure a worker will look at this thread's queue."""
-        self._kicked.add(thread_id)
-        if thread_id not in self._workers:
-            task = self._tasks.spawn(self._work(thread_id), name=f"thread-{thread_id}")
-            if task is not None:
-                self._workers[thread_id] = task
+        self.workers.kick(thread_id)
 
-    async def _work(self, thread_id: int) -> None:
-        try:
-            while thread_id in self._kicked:
-                self._kicked.discard(thread_id)
-                await self._drain(thread_id)
-        finally:
-            # No await between the last check and this: a kick either saw us alive
-            # (and set _kicked before our check) or finds the slot free.
-            self._workers.pop(thread_id, None)
-
-    async def _drain(self, thread_id: int) -> None:
-        if not await self._store.try_lock_thread(thread_id, self._owner, LEASE_TTL):
-            log.info("thread %s is being worked by another process", thread_id)
-            return
-        self._leased.add(thread_id)
-        heartbeat = asyncio.create_task(self._hold_lease(thread_id))
-        try:
-            while (turn := await self._next_turn(thread_id)) is not None:
-                await self._processor.process(turn)
-        finally:
-            heartbeat.cancel()
-            await asyncio.gather(heartbeat, return_exceptions=True)
-            # A shutdown can cancel this very write; close() then releases what is left,
-            # so a restarted process never waits out a lease its predecessor held.
-            await self._store.unlock_thread(thread_id, self._owner)
-            self._leased.discard(thread_id)
-
-    async def _next_turn(self, thread_id: int) -> Turn | None:
-        # A RUNNING turn here was orphaned (a previous process stopped mid-turn): resume it.
-        running = await self._store.list_turns(statuses=[TurnStatus.RUNNING], thread_id=thread_id)
-        if running:
-            return running[0]
-        return await self._store.next_queued_turn(thread_id)
-
-    async def _hold_lease(self, thread_id: int) -> None:
-        while True:
-            await asyncio.sleep(LEASE_TTL / 3)
-            try:
-                if not await self._store.try_lock_thread(thread_id, self._owner, LEASE_TTL):
-                    log.warning("lost the lease on thread %s", thread_id)
-            except Exception:
-                log.exception("could not renew the lease on thread %s", thread_id)
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Resume what a previous process left in flight, then sweep periodically."""
-        await self._sweep()
-        self._sweeper = self._tasks.spawn(self._sweep_forever(), name="turn-sweeper")
-
-    async def _sweep(self) -> None:
-        thread_ids = set(await self._store.threads_with_queued_turns())
-        for turn in await self._store.list_turns(statuses=[TurnStatus.RUNNING]):
-            thread_ids.add(turn.thread_id)
-        for thread_id in sorted(thread_ids):
-            self.kick(thread_id)
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
-            try:
-                await self._sweep()
-            except Exception:
-                log.exception("turn sweep failed")
+    async def start(self, *, sweep: bool = True) -> None:
+        """Heartbeat, resume what a previous process left in flight, sweep periodically
+        (``sweep`` off: only threads kicked here are worked)."""
+        since = await self._store.get_setting(STORE_SINCE)
+        if since is None:
+            since = f"{time.time():.6f}"
+            await self._store.set_setting(STORE_SINCE, since)
+        self._store_since = float(since)
+        await self.workers.start(sweep=sweep)
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        for task in list(self._workers.values()):
-            task.cancel()
-        if self._workers:
-            await asyncio.wait(list(self._workers.values()), timeout=5)
-        for thread_id in sorted(self._leased):
-            try:
-                await self._store.unlock_thread(thread_id, self._owner)
-            except Exception:
-                log.exception("could not release the lease on thread %s", thread_id)
-        self._leased.clear()
+        """Stop working: park the turns in flight (``drain`` the runner after this), then
+        ``retire`` to free the leases."""
+        await self.workers.stop_working()
+        await self._intake.close()
+
+    async def retire(self) -> None:
+        await self.workers.retire()
 
     @property
     def busy_threads(self) -> int:
-        return len(self._workers)
+        return self.workers.busy_threads

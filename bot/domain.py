@@ -46,6 +46,7 @@ class TurnKind(enum.StrEnum):
 class TurnStatus(enum.StrEnum):
     QUEUED = "queued"  # recorded, waiting for its thread's worker
     RUNNING = "running"  # sent to the model service, awaiting the result
+    POSTING = "posting"  # the model finished; the answer is being put into Slack
     NEEDS_TOOL_OUTPUTS = "needs_tool_outputs"  # parked: an open quiz waits for the student
     COMPLETED = "completed"
     FAILED = "failed"
@@ -86,6 +87,8 @@ class Turn:
     error: str | None = None
     # For QUIZ_ANSWERS: the turn whose run asked for the quiz.
     parent_turn_id: int | None = None
+    # Where the answer stands in Slack (``bot.slack.answer.Progress`` as JSON).
+    progress: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -137,3 +140,12 @@ class Quiz:
     @property
     def is_complete(self) -> bool:
         return all(a is not None for a in self.answers)
+
+
+@dataclass(frozen=True, slots=True)
+class QuizMove:
+    """A compare-and-set of one quiz's status, applied with a turn's transition."""
+
+    quiz_id: int
+    to_status: QuizStatus
+    from_statuses: tuple[QuizStatus, ...]

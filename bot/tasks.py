@@ -10,6 +10,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+# Loops that run as long as the process does (bot.core.workers): never "work to wait for".
+LONG_LIVED = frozenset({"turn-heartbeat", "turn-sweeper"})
+
+
 class BackgroundTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -36,9 +40,18 @@ class BackgroundTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def busy(self, *, ignoring: str = "turn-sweeper") -> bool:
-        """Whether any task other than the long-lived ``ignoring`` one is running."""
-        return any(t.get_name() != ignoring for t in self._tasks)
+    def _working(self) -> list[asyncio.Task[Any]]:
+        return [t for t in self._tasks if t.get_name() not in LONG_LIVED]
+
+    def busy(self) -> bool:
+        """Whether any task other than the long-lived loops (heartbeat, sweeper) runs."""
+        return bool(self._working())
+
+    async def wait_idle(self) -> None:
+        """Return once ``busy`` is False; tasks spawned meanwhile (a thread's next turn)
+        are waited for too. The tasks are not cancelled if the waiter is."""
+        while running := self._working():
+            await asyncio.wait(running)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop taking work, give running tasks ``timeout`` seconds, then cancel the rest."""

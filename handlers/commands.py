@@ -56,6 +56,8 @@ def register(
             user=str(command.get("user_id") or ""),
             question=question,
             quiz_topic=topic,
+            # Unique per invocation: the same signed request replayed is answered once.
+            request_id=str(command.get("trigger_id") or "") or None,
         )
         if note is not None:
             await respond(text=note, response_type="ephemeral", replace_original=False)

@@ -1,4 +1,9 @@
-"""Events API listeners: mentions, thread follow-ups, DMs. Bolt acks events before these run."""
+"""Events API listeners: mentions, thread follow-ups, DMs.
+
+Bolt answers Slack after these listeners return (``process_before_response``): a message
+is acknowledged only once it is recorded; a database that cannot record it makes the
+answer a 5xx (``StoreError`` -> the app's error handler), and Slack delivers it again.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ def register(app: AsyncApp, conversation: Conversation) -> None:
             event, team=team_of(body, event, context.team_id), bot_user_id=context.bot_user_id
         )
         if message is not None:
-            conversation.accept(message)
+            await conversation.receive_message(message)
 
     app.event("app_mention")(on_message_like)
     app.event("message")(on_message_like)

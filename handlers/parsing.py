@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.conversation import IncomingMessage
+from bot.slack_text import storable_text
 
 # Subtypes that are a person saying something; everything else (edits, deletions, joins,
 # bot posts…) is acknowledged and ignored.
@@ -24,6 +25,8 @@ FILE_FIELDS = (
     "mode",
     "file_access",
 )
+# File fields that are a person's words and end up in notes or the model's input.
+FILE_TEXT_FIELDS = frozenset({"name", "title"})
 
 
 def team_of(body: Mapping[str, Any], event: Mapping[str, Any], fallback: str | None) -> str:
@@ -53,6 +56,7 @@ def parse_message_event(
         return None
     raw_text = event.get("text") if isinstance(event.get("text"), str) else ""
     assert isinstance(raw_text, str)
+    raw_text = storable_text(raw_text)
     mentioned = bool(bot_user_id) and f"<@{bot_user_id}" in raw_text
     is_dm = event.get("channel_type") == "im" or (kind == "message" and channel.startswith("D"))
     thread_ts = event.get("thread_ts")
@@ -66,8 +70,16 @@ def parse_message_event(
         ts=ts,
         thread_ts=thread_ts if isinstance(thread_ts, str) and thread_ts else None,
         addressed=kind == "app_mention" or mentioned or is_dm,
-        files=tuple({k: f[k] for k in FILE_FIELDS if k in f} for f in files if isinstance(f, dict)),
+        files=tuple(_file_fields(f) for f in files if isinstance(f, dict)),
     )
+
+
+def _file_fields(slack_file: Mapping[str, Any]) -> dict[str, Any]:
+    fields = {k: slack_file[k] for k in FILE_FIELDS if k in slack_file}
+    for key in FILE_TEXT_FIELDS & fields.keys():
+        if isinstance(fields[key], str):
+            fields[key] = storable_text(fields[key])
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +90,7 @@ class SlashCommand:
 
 def parse_command_text(text: str | None) -> SlashCommand:
     """``/tutor help``, ``/tutor quiz <topic>``, ``/tutor <question>``."""
-    words = (text or "").strip()
+    words = storable_text(text or "").strip()
     head, _, rest = words.partition(" ")
     if not words or head.lower() in ("help", "-h", "--help", "?"):
         return SlashCommand("help", "")

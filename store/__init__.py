@@ -1,27 +1,39 @@
-"""Persistence: the ``Store`` interface and its SQLite and PostgreSQL implementations.
+"""Persistence: the ``Store`` interface and its one implementation on SQLAlchemy Core.
 
-``open_store(url)`` picks the implementation from ``DATABASE_URL``; the caller awaits
-``store.open()`` (connect + migrate) and ``store.close()``.
+``open_store(url)`` makes a store for ``DATABASE_URL``; the caller awaits ``store.open()``
+(connect + migrate) and ``store.close()``. ``store.engine`` is the SQLAlchemy engine, for
+libraries that keep their own tables in the same database.
 """
 
 from __future__ import annotations
 
-from store.base import Store, StoreError
-from store.postgres import PostgresStore
-from store.sqlite import MEMORY, SqliteStore
+from store.base import Fence, LeaseLost, NewMessage, Recorded, Store, StoreError
+from store.dialects import MEMORY, Pool, PostgresDatabase, SqliteDatabase
+from store.sql import SqlStore
 
-__all__ = ["PostgresStore", "SqliteStore", "Store", "StoreError", "open_store"]
+__all__ = [
+    "Fence",
+    "LeaseLost",
+    "NewMessage",
+    "Pool",
+    "Recorded",
+    "SqlStore",
+    "Store",
+    "StoreError",
+    "open_store",
+]
 
 _SQLITE_SCHEMES = {"sqlite", "sqlite+aiosqlite"}
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg"}
 
 
-def open_store(database_url: str) -> Store:
+def open_store(database_url: str, *, pool: Pool | None = None) -> SqlStore:
     """A store for a SQLAlchemy-style URL, not yet opened.
 
     ``sqlite:///tutorbot.db`` (relative to the working directory),
     ``sqlite:////abs/path.db``, ``sqlite://`` or ``sqlite:///:memory:`` (in memory),
-    ``postgresql://user:pass@host:5432/db`` or ``postgres://…``.
+    ``postgresql://user:pass@host:5432/db`` or ``postgres://…`` (libpq's URL: ``?sslmode=``,
+    ``?search_path=`` and the like are honoured). ``pool`` sizes the connection pool.
     Raises ``ValueError`` for anything else.
     """
     url = database_url.strip()
@@ -31,9 +43,9 @@ def open_store(database_url: str) -> Store:
         # Not echoed: a malformed value may still carry a password.
         raise ValueError("DATABASE_URL is not a URL (expected sqlite:///… or postgresql://…)")
     if scheme in _SQLITE_SCHEMES:
-        return SqliteStore(_sqlite_path(url, rest))
+        return SqlStore(SqliteDatabase(_sqlite_path(url, rest)), pool=pool)
     if scheme in _POSTGRES_SCHEMES:
-        return PostgresStore("postgresql://" + rest)
+        return SqlStore(PostgresDatabase("postgresql://" + rest), pool=pool)
     raise ValueError(
         f"DATABASE_URL scheme {scheme!r} is not supported (use sqlite:///… or postgresql://…)"
     )

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from bot.domain import (
     Question,
     Quiz,
+    QuizMove,
     QuizStatus,
     Thread,
     ThreadKey,
@@ -21,11 +24,67 @@ class StoreError(Exception):
     """A persistence failure that is not the caller's fault (connection, schema)."""
 
 
-class Store(Protocol):
-    """Async persistence for threads, turns, quizzes, files and settings.
+class LeaseLost(Exception):
+    """The thread's lease is no longer the writer's (another process took it over): the
+    write was not done, and the writer must stop working the thread."""
 
-    Implementations: ``SqliteStore`` (aiosqlite, WAL, busy timeout) and ``PostgresStore``
-    (asyncpg). Both apply versioned migrations in ``open()``.
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A thread's lease as a worker holds it: fenced writes check it in the same statement."""
+
+    thread_id: int
+    owner: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A student's message to record as a QUEUED turn (``record_messages``)."""
+
+    key: ThreadKey
+    runtime: str
+    user_id: str | None
+    text: str
+    message_ts: str
+    order_key: str
+    files: Sequence[dict[str, Any]] = ()
+    # Mentions and DMs start a conversation; other messages only continue one.
+    create_thread: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NextWork:
+    """A thread's turns in the order to work them, and the quiz (if any) still waiting for
+    its student there (``student``, ``since``): other people's messages wait for it."""
+
+    turns: list[Turn]
+    quiz_student: str | None
+    quiz_since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What became of a ``NewMessage``."""
+
+    thread: Thread | None  # None: no such thread, and the message does not start one
+    turn: Turn | None  # None: already recorded (a retried or doubled delivery), or no thread
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRecord:
+    """One stored message of a chat-runtime conversation and the run that added it."""
+
+    run_id: str
+    message: dict[str, Any]  # a Chat Completions message (plus the runtime's own notes)
+
+
+class Store(Protocol):
+    """Async persistence for threads, turns, quizzes, files, settings and the chat
+    runtime's conversations.
+
+    Implemented once, by ``store.sql.SqlStore`` (SQLAlchemy Core on SQLite or PostgreSQL),
+    which applies pending Alembic migrations in ``open()``.
     """
 
     async def open(self) -> None:
@@ -48,13 +107,48 @@ class Store(Protocol):
         self, thread_id: int, runtime: str, remote_id: str | None
     ) -> None: ...
 
-    async def try_lock_thread(self, thread_id: int, owner: str, ttl_seconds: float) -> bool:
-        """Take or renew the thread's work lease; False if another owner holds a live one.
+    # -- several processes: heartbeats, leases with fencing ------------------------------
 
-        The lease serializes work on one thread across processes sharing the database.
-        """
+    async def heartbeat(self, owner: str, ttl_seconds: float) -> None:
+        """This process is alive for ``ttl_seconds`` more (its leases hold that long)."""
 
-    async def unlock_thread(self, thread_id: int, owner: str) -> None: ...
+    async def retire_worker(self, owner: str) -> None:
+        """A clean shutdown: the process's leases are free at once."""
+
+    async def claim_thread(self, thread_id: int, owner: str) -> int | None:
+        """Take the thread's lease — free, ours already, or held by a process that is no
+        longer alive — with a new epoch (returned); None while a live process holds it."""
+
+    async def release_thread(self, fence: Fence) -> bool:
+        """Give the lease up unless turns wait in the thread; False: keep working (or the
+        lease was lost meanwhile: the next fenced write says so)."""
+
+    async def threads_needing_work(
+        self, owner: str, *, exclude_teams: Sequence[str] = ()
+    ) -> list[tuple[int, bool]]:
+        """Threads with turns queued or in flight whose lease is free, whose owner died, or
+        that ``owner`` itself holds (its worker there ended on an error): ``(thread_id,
+        held by owner)``."""
+
+    async def next_turns(self, thread_id: int, *, limit: int = 10) -> list[Turn]:
+        """The thread's turns in the order they are to be worked (see ``next_turn``)."""
+
+    async def next_work(self, thread_id: int, *, limit: int = 10) -> NextWork:
+        """``next_turns`` and the thread's open quiz, in one query."""
+
+    async def next_turn(self, thread_id: int) -> Turn | None:
+        """The thread's turn to work next: one in flight (resumed) before any queued; among
+        queued, the earliest by ``order_key`` (the student's message ts)."""
+
+    async def record_messages(self, messages: Sequence[NewMessage]) -> list[Recorded]:
+        """Record many messages in one transaction (a burst acks fast), threads created
+        where asked; one ``Recorded`` per message, in order."""
+
+    async def seen_request(self, key: str) -> bool:
+        """True the first time ``key`` is seen (e.g. a slash command's ``trigger_id``)."""
+
+    async def ping(self) -> None:
+        """A trivial round trip: raises ``StoreError`` while the database is unreachable."""
 
     # -- turns ---------------------------------------------------------------------------
 
@@ -68,6 +162,7 @@ class Store(Protocol):
         message_ts: str,
         files: Sequence[dict[str, Any]] = (),
         parent_turn_id: int | None = None,
+        order_key: str | None = None,
     ) -> Turn | None:
         """Record a QUEUED turn; None when (thread, message_ts) was already recorded (dedupe)."""
 
@@ -85,8 +180,27 @@ class Store(Protocol):
         status_message_ts: str | None = None,
         error: str | None = None,
         attempts: int | None = None,
+        progress: str | None = None,
+        fence: Fence | None = None,
     ) -> None:
-        """Set the given fields (None leaves a field as it is)."""
+        """Set the given fields (None leaves a field as it is). With ``fence``, only while
+        that lease holds (else ``LeaseLost``)."""
+
+    async def record_run_started(
+        self,
+        turn_id: int,
+        run_id: str,
+        *,
+        thread_id: int,
+        thread_remote: tuple[str, str] | None = None,
+        quiz_moves: Sequence[QuizMove] = (),
+        complete_turns: Sequence[int] = (),
+        fence: Fence | None = None,
+    ) -> list[int]:
+        """One transaction (fenced like ``update_turn``): the turn's run id; the thread's
+        (runtime, remote id) when it was created with the run; the quizzes the run's input
+        closed (compare-and-set, see ``transition_quizzes``); the turns those quizzes
+        parked, completed when they were NEEDS_TOOL_OUTPUTS. Returns the quizzes moved."""
 
     async def list_turns(
         self, *, statuses: Sequence[TurnStatus], thread_id: int | None = None
@@ -156,3 +270,18 @@ class Store(Protocol):
     async def get_setting(self, key: str) -> str | None: ...
 
     async def set_setting(self, key: str, value: str) -> None: ...
+
+    # -- chat runtime conversations ------------------------------------------------------
+
+    async def chat_messages(self, conversation: str) -> list[ChatRecord]:
+        """Every stored message of a conversation, oldest first."""
+
+    async def append_chat_messages(
+        self, conversation: str, run_id: str, messages: Sequence[dict[str, Any]]
+    ) -> None:
+        """Add messages at the end of a conversation, in order, in one transaction."""
+
+    async def get_chat_document(self, document_id: str) -> str | None: ...
+
+    async def put_chat_document(self, document_id: str, text: str) -> None:
+        """Keep a shared file's text; a second put of the same id keeps the first."""

@@ -22,7 +22,7 @@ from typing import Any
 from bot.domain import QuestionType, Quiz, QuizStatus
 from bot.quiz.schema import MAX_ANSWER_CHARS
 from bot.quiz.validate import QuizError
-from bot.slack_text import escape_mrkdwn
+from bot.slack_text import escape_mrkdwn, storable_text
 
 ACTION_CHOICE = "quiz_choice"  # value f"{quiz_id}:{question_index}:{choice_index}"
 ACTION_OPEN_FREE = "quiz_free_open"  # value f"{quiz_id}:{question_index}"
@@ -57,6 +57,7 @@ CLOSED_STATUS_TEXT: dict[QuizStatus, str] = {
     QuizStatus.EXPIRED: "Sent as a new message (the quiz had expired)",
     QuizStatus.ANSWERED: "Waiting for the other quiz(zes)…",
 }
+CHECKING_TEXT = "Answers received — checking them…"
 
 _ID = r"(0|[1-9][0-9]{0,17})"  # a non-negative integer that fits a bigint
 _INDEX = r"(0|[1-9][0-9]{0,3})"
@@ -129,7 +130,7 @@ def parse_free_answer(view: Mapping[str, Any]) -> str | None:
         raise QuizPayloadError("free-response view without the answer input") from None
     if value is not None and not isinstance(value, str):
         raise QuizPayloadError("free-response answer is not text")
-    return value
+    return value if value is None else storable_text(value)
 
 
 def quiz_message(quiz: Quiz) -> tuple[str, list[dict[str, Any]]]:
@@ -180,12 +181,19 @@ def quiz_message(quiz: Quiz) -> tuple[str, list[dict[str, Any]]]:
     return _fallback(quiz), _within_budget(blocks)
 
 
-def closed_quiz_message(quiz: Quiz) -> tuple[str, list[dict[str, Any]]]:
-    """Fallback text and blocks for a quiz no longer taking clicks: the answers, no buttons."""
+def closed_quiz_message(
+    quiz: Quiz, *, others_open: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """Fallback text and blocks for a quiz no longer taking clicks: the answers, no buttons.
+
+    ``others_open``: an answered quiz whose run has other quizzes still waiting says so.
+    """
     try:
         status_text = CLOSED_STATUS_TEXT[quiz.status]
     except KeyError:
         raise ValueError(f"quiz {quiz.id} is {quiz.status}, not closed") from None
+    if quiz.status is QuizStatus.ANSWERED and not others_open:
+        status_text = CHECKING_TEXT
     blocks: list[dict[str, Any]] = [_header(quiz.title)]
     for index, question in enumerate(quiz.questions):
         answer = _answer(quiz, index)

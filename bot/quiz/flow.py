@@ -8,12 +8,13 @@ points at a quiz, which is then checked (channel, message, student, status, indi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bot.domain import QuestionType, Quiz, QuizStatus, Thread, Turn, TurnStatus
+from bot.domain import QuestionType, Quiz, QuizMove, QuizStatus, Thread, Turn
 from bot.quiz.answers import (
     answers_as_user_message,
     choice_answer,
@@ -30,8 +31,9 @@ from bot.quiz.blocks import (
 )
 from bot.quiz.schema import DISPLAY_QUIZ_NAME
 from bot.quiz.validate import QuizValidationError, error_output, parse_quiz_arguments
-from bot.replies import Replies, SlackError
+from bot.replies import SlackError
 from bot.runtime.base import RunResult, ToolOutput
+from bot.slack.surface import Surface
 from store.base import Store
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,17 @@ class Submission:
         )
 
 
+@dataclass(slots=True)
+class QuizSkip:
+    """What a new message owes the quizzes still open in its thread (see ``plan_skip``)."""
+
+    run_id: str | None  # the run that asked
+    outputs: list[ToolOutput] = field(default_factory=list)
+    moves: list[QuizMove] = field(default_factory=list)
+    parked_turns: list[int] = field(default_factory=list)
+    quizzes: list[Quiz] = field(default_factory=list)  # to refresh once recorded
+
+
 @dataclass(frozen=True, slots=True)
 class FreeResponseResult:
     errors: dict[str, str] | None  # view_submission field errors (keep the modal open)
@@ -102,10 +115,12 @@ class FreeResponseResult:
 
 
 class QuizFlow:
-    def __init__(self, *, store: Store, replies: Replies) -> None:
+    def __init__(self, *, store: Store, replies: Surface) -> None:
         self._store = store
         self._replies = replies
         self.enqueue_answers: EnqueueAnswers | None = None
+        # One refresh of a quiz's message at a time (lock, and how many want it).
+        self._refresh_locks: dict[int, tuple[asyncio.Lock, int]] = {}
 
     # -- from the run: open quizzes ------------------------------------------------------
 
@@ -197,50 +212,70 @@ class QuizFlow:
 
     # -- from the run: skip or submit ----------------------------------------------------
 
-    async def skip_open(self, thread: Thread) -> tuple[str | None, list[ToolOutput]]:
-        """The student wrote again while a quiz was open: close it so the run can move on.
+    async def plan_skip(self, thread: Thread) -> QuizSkip | None:
+        """The student wrote again while a quiz was open: what closing it takes.
 
-        Unanswered quizzes get a "moved on" output; fully answered ones (waiting for their
-        submission) send their real answers. Returns (run id that asked, outputs).
+        Nothing is changed here: the moves are recorded together with the run that sends
+        the outputs (``TurnLifecycle.run_started``), so a failed start leaves the quiz open
+        and its outputs owed, to be sent by the next start. Unanswered quizzes get a "moved
+        on" output; fully answered ones (waiting for their submission) their real answers.
         """
         waiting = await self._store.list_quizzes(
             thread_id=thread.id, statuses=[QuizStatus.OPEN, QuizStatus.ANSWERED]
         )
         if not waiting:
-            return None, []
+            return None
         batch = waiting[-1].remote_run_id
         batch_quizzes = await self._store.list_quizzes(thread_id=thread.id, remote_run_id=batch)
-        outputs: list[ToolOutput] = []
+        skip = QuizSkip(run_id=run_id_of(batch) if batch else None)
+        open_or_answered = (QuizStatus.OPEN, QuizStatus.ANSWERED)
         for quiz in batch_quizzes:
             if quiz.status is QuizStatus.INVALID:
-                outputs.append(ToolOutput(quiz.call_id, quiz.error_output or skipped_output()))
+                skip.outputs.append(ToolOutput(quiz.call_id, quiz.error_output or skipped_output()))
             elif quiz.status is QuizStatus.ANSWERED and quiz.is_complete:
-                if await self._store.transition_quizzes(
-                    [quiz.id], QuizStatus.SUBMITTED, from_statuses=[QuizStatus.ANSWERED]
-                ):
-                    quiz.status = QuizStatus.SUBMITTED
-                    outputs.append(ToolOutput(quiz.call_id, tool_output_for(quiz)))
-            elif quiz.status in (QuizStatus.OPEN, QuizStatus.ANSWERED):
-                if await self._store.transition_quizzes(
-                    [quiz.id],
-                    QuizStatus.SKIPPED,
-                    from_statuses=[QuizStatus.OPEN, QuizStatus.ANSWERED],
-                ):
-                    quiz.status = QuizStatus.SKIPPED
-                    outputs.append(ToolOutput(quiz.call_id, skipped_output()))
-            await self.refresh_message(quiz)
+                skip.outputs.append(ToolOutput(quiz.call_id, tool_output_for(quiz)))
+                skip.moves.append(QuizMove(quiz.id, QuizStatus.SUBMITTED, (QuizStatus.ANSWERED,)))
+            elif quiz.status in open_or_answered:
+                skip.outputs.append(ToolOutput(quiz.call_id, skipped_output()))
+                skip.moves.append(QuizMove(quiz.id, QuizStatus.SKIPPED, open_or_answered))
+            else:
+                continue
+            skip.quizzes.append(quiz)
         # Older batches (should not exist) are closed too, without outputs: their runs are gone.
         for quiz in waiting:
-            if quiz.remote_run_id != batch and await self._store.transition_quizzes(
-                [quiz.id], QuizStatus.SKIPPED, from_statuses=[QuizStatus.OPEN, QuizStatus.ANSWERED]
+            if quiz.remote_run_id != batch:
+                skip.moves.append(QuizMove(quiz.id, QuizStatus.SKIPPED, open_or_answered))
+                skip.quizzes.append(quiz)
+        skip.parked_turns = sorted({q.turn_id for q in batch_quizzes})
+        return skip
+
+    async def outputs_for_calls(self, thread: Thread, call_ids: Sequence[str]) -> list[ToolOutput]:
+        """Outputs for function calls the model service says were never answered (a
+        thread wedged by an older version): rebuilt from what the store knows."""
+        quizzes = {q.call_id: q for q in await self._store.list_quizzes(thread_id=thread.id)}
+        outputs = []
+        for call_id in call_ids:
+            quiz = quizzes.get(call_id)
+            if quiz is not None and quiz.status is QuizStatus.INVALID and quiz.error_output:
+                outputs.append(ToolOutput(call_id, quiz.error_output))
+            elif (
+                quiz is not None
+                and quiz.is_complete
+                and quiz.status
+                in (
+                    QuizStatus.SUBMITTED,
+                    QuizStatus.ANSWERED,
+                )
             ):
-                quiz.status = QuizStatus.SKIPPED
-                await self.refresh_message(quiz)
-        for turn_id in {q.turn_id for q in batch_quizzes}:
-            turn = await self._store.get_turn(turn_id)
-            if turn is not None and turn.status is TurnStatus.NEEDS_TOOL_OUTPUTS:
-                await self._store.update_turn(turn_id, status=TurnStatus.COMPLETED)
-        return (run_id_of(batch) if batch else None), outputs
+                outputs.append(ToolOutput(call_id, tool_output_for(quiz)))
+            else:
+                outputs.append(ToolOutput(call_id, skipped_output()))
+        return outputs
+
+    async def refresh_all(self, quizzes: Sequence[Quiz]) -> None:
+        """Show these quizzes as they are now in the store (after a recorded change)."""
+        for quiz in quizzes:
+            await self.refresh_message(quiz)
 
     async def claim_submission(self, batch_run_id: str) -> Submission | None:
         """The outputs of a run whose quizzes are all answered; None if nothing to submit.
@@ -281,12 +316,44 @@ class QuizFlow:
                 await self.refresh_message(quiz)
 
     async def refresh_message(self, quiz: Quiz) -> None:
-        """Show the quiz as it is now (buttons while open, answers once closed)."""
-        if quiz.message_ts is None:
-            return
-        text, blocks = (
-            quiz_message(quiz) if quiz.status is QuizStatus.OPEN else closed_quiz_message(quiz)
-        )
+        """Show the quiz as the store has it now (buttons while open, answers once closed).
+
+        Refreshes of one quiz run one at a time and render a fresh read, and a refresh
+        that finds the row changed while it was updating Slack goes again: whatever the
+        order clicks (or processes) land in, the message ends up showing what is stored.
+        """
+        lock, users = self._refresh_locks.get(quiz.id, (asyncio.Lock(), 0))
+        self._refresh_locks[quiz.id] = (lock, users + 1)
+        try:
+            async with lock:
+                for _ in range(5):
+                    fresh = await self._store.get_quiz(quiz.id)
+                    if fresh is None or fresh.message_ts is None:
+                        return
+                    await self._show(fresh)
+                    again = await self._store.get_quiz(quiz.id)
+                    if again is None or (again.answers, again.status) == (
+                        fresh.answers,
+                        fresh.status,
+                    ):
+                        return
+        finally:
+            lock, users = self._refresh_locks[quiz.id]
+            if users <= 1:
+                del self._refresh_locks[quiz.id]
+            else:
+                self._refresh_locks[quiz.id] = (lock, users - 1)
+
+    async def _show(self, quiz: Quiz) -> None:
+        assert quiz.message_ts is not None
+        if quiz.status is QuizStatus.OPEN:
+            text, blocks = quiz_message(quiz)
+        else:
+            others_open = False
+            if quiz.status is QuizStatus.ANSWERED and quiz.remote_run_id is not None:
+                batch = await self._store.list_quizzes(remote_run_id=quiz.remote_run_id)
+                others_open = any(q.status is QuizStatus.OPEN and q.id != quiz.id for q in batch)
+            text, blocks = closed_quiz_message(quiz, others_open=others_open)
         try:
             await self._replies.update(quiz.channel, quiz.message_ts, text, blocks=blocks)
         except SlackError as exc:

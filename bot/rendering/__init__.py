@@ -1,7 +1,7 @@
 """Slack formatting for tutorbot: pure functions from model output to message payloads.
 
 Answers go out as Slack ``markdown`` blocks, so Slack renders the model's standard Markdown
-itself; ``to_mrkdwn`` is for the places that still need mrkdwn (section blocks).
+itself; no Markdown-to-mrkdwn conversion is needed.
 """
 
 from bot.rendering._messages import (
@@ -15,7 +15,7 @@ from bot.rendering._messages import (
     render_work,
 )
 from bot.rendering._split import split_markdown
-from bot.rendering._text import escape_mrkdwn, fallback_text, to_mrkdwn, truncate
+from bot.rendering._text import escape_mrkdwn, fallback_text, truncate
 
 __all__ = [
     "MARKDOWN_LIMIT",
@@ -29,6 +29,5 @@ __all__ = [
     "render_markdown",
     "render_work",
     "split_markdown",
-    "to_mrkdwn",
     "truncate",
 ]

@@ -1,8 +1,7 @@
 """Split Markdown into Slack-sized chunks without breaking code fences or tables.
 
-Written here because the converter we use (markdown_to_mrkdwn) does not split, and Slack
-only needs each chunk to be valid on its own: a line scanner that knows fences and tables
-gives that without a full Markdown parser.
+Written here because Slack renders each chunk on its own and only needs it to be valid by
+itself: a line scanner that knows fences and tables gives that without a full Markdown parser.
 """
 
 from __future__ import annotations

@@ -1,23 +1,13 @@
-"""Text primitives: truncation, mrkdwn escaping and conversion, plain fallback text."""
+"""Text primitives: truncation, mrkdwn escaping, plain fallback text."""
 
 from __future__ import annotations
 
 import re
 
-from markdown_to_mrkdwn import SlackMarkdownConverter
-
 from bot.slack_text import escape_mrkdwn
 
 FALLBACK_LIMIT = 3000
 
-_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-# What to leave alone when escaping Markdown for mrkdwn: autolinks stay links, and a
-# line's leading ">" stays a block quote. Everything else in &, <, > is escaped, so model
-# text cannot produce <!channel> or user mentions.
-_MRKDWN_TOKENS = re.compile(
-    r"<(?P<url>(?:https?://|mailto:)[^\s<>]+)>|^(?P<quote>[ \t]*>+)|(?P<char>[&<>])",
-    re.MULTILINE,
-)
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 # Characters that would turn a filename or quote into Markdown formatting. "_" is left
 # alone: inside words (my_notes.pdf) it is not emphasis, and escaping it would show
@@ -60,29 +50,6 @@ def truncate_escaped(text: str, limit: int, suffix: str = "…") -> str:
         return escaped
     head = _PARTIAL_ENTITY.sub("", escaped[: max(limit - len(suffix), 0)])
     return truncate(head.rstrip() + suffix, limit, suffix)
-
-
-def _escape_markdown_for_mrkdwn(markdown: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        if match["url"] is not None:
-            return "<" + match["url"].replace("&", "&amp;") + ">"
-        if match["quote"] is not None:
-            return match["quote"]
-        return _ENTITIES[match["char"]]
-
-    return _MRKDWN_TOKENS.sub(replace, markdown)
-
-
-def to_mrkdwn(markdown: str) -> str:
-    """Convert standard Markdown to Slack mrkdwn (for section blocks and other mrkdwn fields).
-
-    Uses the maintained ``markdown_to_mrkdwn`` converter after escaping &, < and >. The
-    converter keeps per-call state, so each call gets its own instance. Callers still
-    respect the field's own limit (a section's text is at most 3,000 characters).
-    """
-    if not markdown.strip():
-        return ""
-    return SlackMarkdownConverter().convert(_escape_markdown_for_mrkdwn(markdown))
 
 
 def fallback_text(markdown: str, limit: int = FALLBACK_LIMIT) -> str:

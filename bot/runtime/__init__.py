@@ -11,6 +11,18 @@ from store.base import Store
 def create_runtime(settings: Settings, store: Store) -> Runtime:
     """The runtime named by ``ASSISTANT_RUNTIME``."""
     client = make_client(settings.openai_api_key, settings.openai_base_url)
+    if settings.runtime == "chat":
+        from bot.runtime.chat import ChatRuntime
+
+        return ChatRuntime(
+            client,
+            store,
+            model=settings.openai_model,
+            instructions=settings.instructions,
+            tools=settings.tools,
+            history_tokens=settings.chat_history_tokens,
+            base_url=settings.openai_base_url,
+        )
     if settings.runtime == "assistants":
         from bot.runtime.assistants import AssistantsRuntime
 
@@ -21,6 +33,7 @@ def create_runtime(settings: Settings, store: Store) -> Runtime:
             instructions=settings.instructions,
             tools=settings.tools,
             assistant_id=settings.assistant_id,
+            streaming=settings.model_streaming,
         )
     from bot.runtime.responses import ResponsesRuntime
 
@@ -29,4 +42,5 @@ def create_runtime(settings: Settings, store: Store) -> Runtime:
         model=settings.openai_model,
         instructions=settings.instructions,
         tools=settings.tools,
+        streaming=settings.model_streaming,
     )

@@ -3,10 +3,16 @@
 The assistant is created once (name, instructions, model, tools) and its id remembered in
 the store, unless ``OPENAI_ASSISTANT_ID`` names one. Threads, messages and runs map 1:1 onto
 the domain; only the assistant messages of the awaited run are returned.
+
+A turn is one request, ``runs.create`` with the message in ``additional_messages``,
+streamed (see ``_assistants_runs``); a new thread is created first. Creates are not retried
+blindly (no idempotency keys): after a failure that may have gone through, the thread's
+newest message tells whether the run exists.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -17,20 +23,14 @@ from typing import Any
 import openai
 
 from bot.quiz.schema import assistants_tool
-from bot.runtime._openai import poll_until, translate_errors
+from bot.runtime._assistants_runs import WAITING, PolledRun, StreamedRun, wait_for_run
+from bot.runtime._openai import retry_delay, translate_errors
 from bot.runtime.base import (
-    AssistantMessage,
-    Citation,
-    CodeStep,
     GeneratedFile,
     InputFile,
     ModelServiceError,
-    ProgressCallback,
     RunNotAwaitingOutputs,
-    RunResult,
-    RunStatus,
-    RunTimedOut,
-    ToolCall,
+    RunStream,
     ToolOutput,
     UserInput,
 )
@@ -43,16 +43,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"openai\.
 warnings.filterwarnings("ignore", message=r".*Assistants API is deprecated.*")
 
 ASSISTANT_NAME = "Math Tutor"
-_ACTIVE = ("queued", "in_progress", "cancelling")
-_WAITING = (*_ACTIVE, "requires_action")
-_STATUS = {
-    "completed": RunStatus.COMPLETED,
-    "requires_action": RunStatus.REQUIRES_ACTION,
-    "failed": RunStatus.FAILED,
-    "cancelled": RunStatus.CANCELLED,
-    "expired": RunStatus.EXPIRED,
-    "incomplete": RunStatus.INCOMPLETE,
-}
+CREATE_ATTEMPTS = 3
 # Extensions file_search can index (OpenAI's list); anything else needs the code interpreter.
 FILE_SEARCH_EXTENSIONS = frozenset(
     "c cpp cs css doc docx go html java js json md pdf php pptx py rb sh tex ts txt".split()
@@ -76,11 +67,6 @@ def attachment_tool(file: InputFile, tools: Sequence[str]) -> str | None:
     return None
 
 
-def _is_active_run_error(exc: ModelServiceError) -> bool:
-    cause = exc.__cause__
-    return isinstance(cause, openai.BadRequestError) and "active run" in str(cause).lower()
-
-
 class AssistantsRuntime:
     name = "assistants"
 
@@ -93,19 +79,20 @@ class AssistantsRuntime:
         instructions: str,
         tools: Sequence[str],
         assistant_id: str | None = None,
+        streaming: bool | None = None,
     ) -> None:
-        self._client = client
+        self.client = client
+        self._once = client.with_options(max_retries=0)
         self._store = store
-        self._model = model
         self.model = model
         self._instructions = instructions
         self._tools = tuple(tools)
         self._configured_id = assistant_id
         self.assistant_id: str | None = assistant_id
+        self.streaming = streaming
         self._filenames: dict[str, str] = {}
-        # A run continued after tool outputs lists its earlier messages again; return each
-        # message (and code step) once per run. In memory: after a restart, at worst a
-        # pre-quiz line is repeated.
+        # Polled runs continued after tool outputs list their earlier messages again; each
+        # is handed out once per run. In memory: after a restart, a pre-quiz line may repeat.
         self._returned: dict[str, set[str]] = {}
 
     def _tool_specs(self) -> list[dict[str, Any]]:
@@ -125,7 +112,7 @@ class AssistantsRuntime:
         spec = {
             "name": ASSISTANT_NAME,
             "instructions": self._instructions,
-            "model": self._model,
+            "model": self.model,
             "tools": self._tool_specs(),
         }
         fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
@@ -134,35 +121,27 @@ class AssistantsRuntime:
             self.assistant_id = known
             if await self._store.get_setting(_SETTING_FINGERPRINT) != fingerprint:
                 async with translate_errors("assistants.update"):
-                    await self._client.beta.assistants.update(known, **spec)  # type: ignore[arg-type]
+                    await self.client.beta.assistants.update(known, **spec)  # type: ignore[arg-type]
                 await self._store.set_setting(_SETTING_FINGERPRINT, fingerprint)
             return
         async with translate_errors("assistants.create"):
-            assistant = await self._client.beta.assistants.create(**spec)  # type: ignore[arg-type]
+            assistant = await self.client.beta.assistants.create(**spec)  # type: ignore[arg-type]
         self.assistant_id = assistant.id
         await self._store.set_setting(_SETTING_ID, assistant.id)
         await self._store.set_setting(_SETTING_FINGERPRINT, fingerprint)
         log.info("created assistant %s", assistant.id)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self.client.close()
 
-    async def create_thread(self, metadata: dict[str, str]) -> str:
-        async with translate_errors("threads.create"):
-            thread = await self._client.beta.threads.create(metadata=metadata)
-        return thread.id
+    def _require_assistant(self) -> str:
+        if self.assistant_id is None:
+            raise RuntimeError("AssistantsRuntime.start() was not awaited")
+        return self.assistant_id
 
-    async def start_run(
-        self,
-        thread_id: str,
-        user_input: UserInput,
-        *,
-        pending_run_id: str | None = None,
-        pending_outputs: Sequence[ToolOutput] = (),
-    ) -> str:
-        if pending_run_id is not None and pending_outputs:
-            await self._close_pending_run(thread_id, pending_run_id, pending_outputs)
-        await self._cancel_active_runs(thread_id)
+    # -- starting --------------------------------------------------------------------------
+
+    def _message(self, user_input: UserInput) -> dict[str, Any]:
         text = user_input.text
         content: list[dict[str, Any]] = []
         attachments: list[dict[str, Any]] = []
@@ -180,266 +159,220 @@ class AssistantsRuntime:
             # Tell the model, so the student hears why the file is not part of the answer.
             text += UNREADABLE_FILES.format(names=", ".join(unreadable))
         content.insert(0, {"type": "text", "text": text})
-        async with translate_errors("threads.messages.create", thread_id=thread_id):
-            await self._client.beta.threads.messages.create(
+        message: dict[str, Any] = {"role": "user", "content": content}
+        if attachments:
+            message["attachments"] = attachments
+        return message
+
+    async def start_run(
+        self,
+        thread_id: str | None,
+        user_input: UserInput,
+        *,
+        metadata: dict[str, str],
+        pending_run_id: str | None = None,
+        pending_outputs: Sequence[ToolOutput] = (),
+    ) -> RunStream:
+        if thread_id is not None and pending_run_id is not None and pending_outputs:
+            await self._close_pending_run(thread_id, pending_run_id, pending_outputs)
+        if thread_id is None:
+            # Created on its own (not with createAndRun) so that a run create that fails in
+            # transit can be looked for on a known thread before it is tried again.
+            async with translate_errors("threads.create"):
+                thread = await self.client.beta.threads.create(metadata=metadata)
+            thread_id = thread.id
+        message = self._message(user_input)
+        cleared = False
+        attempt = 0
+        while True:
+            attempt += 1
+            streamed = self.streaming is not False
+            try:
+                return await self._create_once(thread_id, message)
+            except openai.BadRequestError as exc:
+                text = str(exc).lower()
+                if "active run" in text and not cleared:
+                    # A run left over (a crash, a stopped answer): the thread takes no
+                    # message until it ends.
+                    await self._cancel_active_runs(thread_id)
+                    cleared = True
+                    attempt -= 1
+                    continue
+                if streamed and self.streaming is not True and "stream" in text:
+                    log.warning("the model service does not stream; polling from now on")
+                    self.streaming = False
+                    attempt -= 1
+                    continue
+                async with translate_errors("threads.runs.create", thread_id=thread_id):
+                    raise
+            except (openai.APIConnectionError, openai.InternalServerError) as exc:
+                landed = await self._run_after_landed_message(thread_id, message)
+                if landed is not None:
+                    log.warning(
+                        "runs.create failed (%s) but the run %s exists; awaiting it",
+                        type(exc).__name__,
+                        landed,
+                    )
+                    return self._polled(thread_id, landed)
+                if attempt >= CREATE_ATTEMPTS:
+                    async with translate_errors("threads.runs.create", thread_id=thread_id):
+                        raise
+                await asyncio.sleep(retry_delay(exc, attempt))
+            except openai.RateLimitError as exc:
+                if attempt >= CREATE_ATTEMPTS:
+                    async with translate_errors("threads.runs.create", thread_id=thread_id):
+                        raise
+                await asyncio.sleep(retry_delay(exc, attempt))
+            except openai.APIStatusError:
+                async with translate_errors("threads.runs.create", thread_id=thread_id):
+                    raise
+
+    async def _create_once(self, thread_id: str, message: dict[str, Any]) -> RunStream:
+        runs = self._once.beta.threads.runs
+        assistant = self._require_assistant()
+        if self.streaming is False:
+            run = await runs.create(
                 thread_id,
-                role="user",
-                content=content,  # type: ignore[arg-type]
-                attachments=attachments or openai.omit,  # type: ignore[arg-type]
+                assistant_id=assistant,
+                additional_messages=[message],  # type: ignore[list-item]
             )
+            return self._polled(thread_id, run.id)
+        raw = await runs.create(
+            thread_id,
+            assistant_id=assistant,
+            additional_messages=[message],  # type: ignore[list-item]
+            stream=True,
+        )
+        stream = StreamedRun(self, raw, thread_id)
+        await stream.begin()
+        return stream
+
+    def _polled(self, thread_id: str, run_id: str) -> RunStream:
+        return PolledRun(self, thread_id, run_id, returned=self._returned)
+
+    async def _run_after_landed_message(
+        self, thread_id: str, message: dict[str, Any]
+    ) -> str | None:
+        """The run started for ``message`` if the thread already has it, else None."""
         try:
-            async with translate_errors("threads.runs.create", thread_id=thread_id):
-                run = await self._client.beta.threads.runs.create(
-                    thread_id, assistant_id=self._require_assistant()
+            async with translate_errors("threads.messages.list", thread_id=thread_id):
+                page = await self.client.beta.threads.messages.list(
+                    thread_id, order="desc", limit=1
                 )
-        except ModelServiceError as exc:
-            # The SDK retried a create that had gone through (no idempotency keys): the
-            # active run it reports is the one we asked for.
-            active = await self._active_run(thread_id) if _is_active_run_error(exc) else None
-            if active is None:
-                raise
-            log.info("run create was retried after it succeeded; awaiting %s", active)
-            return active
-        return run.id
+        except ModelServiceError:
+            return None
+        newest = page.data[0] if page.data else None
+        wanted = message["content"][0]["text"]
+        if newest is None or newest.role != "user":
+            return None
+        text = "".join(p.text.value for p in newest.content if p.type == "text")
+        if text != wanted:
+            return None
+        if newest.run_id:
+            return str(newest.run_id)
+        return await self._active_run(thread_id)
+
+    async def find_run(self, thread_id: str, user_input: UserInput) -> RunStream | None:
+        landed = await self._run_after_landed_message(thread_id, self._message(user_input))
+        return self._polled(thread_id, landed) if landed is not None else None
 
     async def _active_run(self, thread_id: str) -> str | None:
         async with translate_errors("threads.runs.list", thread_id=thread_id):
-            page = await self._client.beta.threads.runs.list(thread_id, limit=1, order="desc")
-        return next((r.id for r in page.data if r.status in _ACTIVE), None)
-
-    def _require_assistant(self) -> str:
-        if self.assistant_id is None:
-            raise RuntimeError("AssistantsRuntime.start() was not awaited")
-        return self.assistant_id
+            page = await self.client.beta.threads.runs.list(thread_id, limit=1, order="desc")
+        return next((r.id for r in page.data if r.status in WAITING), None)
 
     async def _close_pending_run(
         self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
     ) -> None:
         """Answer a run's open calls (the student moved on) and let it finish unposted."""
         try:
-            await self.submit_tool_outputs(thread_id, run_id, outputs)
+            await self._submit(thread_id, run_id, outputs, stream=False)
         except RunNotAwaitingOutputs:
             return
-        result = await self._wait_raw(thread_id, run_id, timeout=120)
-        if result is None or result.status in _WAITING:
+        run = await wait_for_run(self, thread_id, run_id, timeout=120)
+        if run is None or run.status in WAITING:
             await self.cancel(thread_id, run_id)
 
     async def _cancel_active_runs(self, thread_id: str) -> None:
-        """A thread takes no message while a run is active (e.g. left over from a crash).
-
-        Best effort: a server without the runs list still gets the message.
-        """
+        """Best effort: cancel what keeps the thread busy, and wait until it stopped."""
         try:
             async with translate_errors("threads.runs.list"):
-                page = await self._client.beta.threads.runs.list(thread_id, limit=5, order="desc")
+                page = await self.client.beta.threads.runs.list(thread_id, limit=5, order="desc")
         except ModelServiceError:
             return
         for run in page.data:
-            if run.status in _WAITING:
+            if run.status in WAITING:
                 log.info("cancelling leftover run %s on %s", run.id, thread_id)
                 await self.cancel(thread_id, run.id)
-                await self._wait_raw(thread_id, run.id, timeout=60, stop_on_action=False)
+                await wait_for_run(self, thread_id, run.id, timeout=60, stop_on_action=False)
+
+    # -- tool outputs, resuming, ending ----------------------------------------------------
 
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
-    ) -> str:
+    ) -> RunStream:
+        raw = await self._submit(thread_id, run_id, outputs, stream=self.streaming is not False)
+        if raw is None:
+            return self._polled(thread_id, run_id)
+        stream = StreamedRun(self, raw, thread_id)
+        await stream.begin()
+        return stream
+
+    async def _submit(
+        self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput], *, stream: bool
+    ) -> Any:
         async with translate_errors("threads.runs.retrieve", thread_id=thread_id):
-            run = await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+            run = await self.client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
         if run.status != "requires_action":
             raise RunNotAwaitingOutputs(f"run {run_id} is {run.status}")
+        tool_outputs = [{"tool_call_id": o.call_id, "output": o.output} for o in outputs]
         try:
             async with translate_errors("threads.runs.submit_tool_outputs"):
-                await self._client.beta.threads.runs.submit_tool_outputs(
+                if stream:
+                    return await self.client.beta.threads.runs.submit_tool_outputs(
+                        run_id,
+                        thread_id=thread_id,
+                        tool_outputs=tool_outputs,  # type: ignore[arg-type]
+                        stream=True,
+                    )
+                await self.client.beta.threads.runs.submit_tool_outputs(
                     run_id,
                     thread_id=thread_id,
-                    tool_outputs=[{"tool_call_id": o.call_id, "output": o.output} for o in outputs],
+                    tool_outputs=tool_outputs,  # type: ignore[arg-type]
                 )
-        except Exception as exc:
+                return None
+        except ModelServiceError as exc:
             # The run expired (or was cancelled) between our look and the submission.
-            cause = exc.__cause__
-            if isinstance(cause, openai.BadRequestError):
+            if isinstance(exc.__cause__, openai.BadRequestError):
                 raise RunNotAwaitingOutputs(f"run {run_id} refused tool outputs") from exc
             raise
-        return run_id
 
-    async def _wait_raw(
-        self,
-        thread_id: str,
-        run_id: str,
-        *,
-        timeout: float,
-        stop_on_action: bool = True,
-        on_progress: ProgressCallback | None = None,
-    ) -> Any:
-        waiting = _ACTIVE if stop_on_action else _WAITING
+    async def resume(self, thread_id: str, run_id: str, *, cursor: int | None) -> RunStream:
+        # Assistants streams cannot be re-opened: poll the run to its end.
+        return self._polled(thread_id, run_id)
 
-        async def fetch() -> Any:
-            async with translate_errors("threads.runs.retrieve", thread_id=thread_id):
-                return await self._client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
-
-        async def progress(run: Any) -> None:
-            if on_progress is not None:
-                await on_progress(await self._progress_label(thread_id, run_id))
-
-        return await poll_until(
-            fetch,
-            lambda r: r.status not in waiting,
-            timeout=timeout,
-            on_each=progress if on_progress is not None else None,
-        )
-
-    async def _progress_label(self, thread_id: str, run_id: str) -> str:
+    async def cancel(self, thread_id: str, run_id: str) -> None:
         try:
-            async with translate_errors("threads.runs.steps.list"):
-                steps = await self._client.beta.threads.runs.steps.list(
-                    run_id, thread_id=thread_id, limit=1, order="desc"
-                )
-        except Exception:
-            return "Thinking…"
-        for step in steps.data:
-            details = step.step_details
-            if details.type == "tool_calls":
-                kinds = {getattr(c, "type", "") for c in details.tool_calls}
-                if "code_interpreter" in kinds:
-                    return "Writing and running code…"
-                if "file_search" in kinds:
-                    return "Reading files…"
-                return "Preparing a quiz…"
-            return "Writing the answer…"
-        return "Thinking…"
+            async with translate_errors("threads.runs.cancel"):
+                await self.client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
+        except Exception:  # best effort: the run may already be over
+            log.info("could not cancel run %s", run_id)
 
-    async def wait(
-        self,
-        thread_id: str,
-        run_id: str,
-        *,
-        on_progress: ProgressCallback | None = None,
-        timeout: float = 600.0,
-    ) -> RunResult:
-        run = await self._wait_raw(thread_id, run_id, timeout=timeout, on_progress=on_progress)
-        if run is None:
-            await self.cancel(thread_id, run_id)
-            raise RunTimedOut(f"run {run_id} still running after {timeout:.0f}s")
-        result = RunResult(run_id=run_id, status=_STATUS.get(run.status, RunStatus.FAILED))
-        if run.status == "requires_action" and run.required_action is not None:
-            for call in run.required_action.submit_tool_outputs.tool_calls:
-                result.tool_calls.append(
-                    ToolCall(
-                        call_id=call.id,
-                        name=call.function.name,
-                        arguments=call.function.arguments or "",
-                    )
-                )
-        if run.last_error is not None:
-            result.error = f"{run.last_error.code}: {run.last_error.message}"
-        elif run.incomplete_details is not None:
-            result.error = f"incomplete: {run.incomplete_details.reason}"
-        await self._collect_steps(thread_id, run_id, result)
-        await self._collect_messages(thread_id, run_id, result)
-        if result.status is not RunStatus.REQUIRES_ACTION:
-            self._returned.pop(run_id, None)
-        return result
+    # -- files -----------------------------------------------------------------------------
 
-    async def _collect_steps(self, thread_id: str, run_id: str, result: RunResult) -> None:
-        """The run's code steps, for the work view. Best effort: the answer matters more."""
-        try:
-            async with translate_errors("threads.runs.steps.list"):
-                page = await self._client.beta.threads.runs.steps.list(
-                    run_id, thread_id=thread_id, order="asc", limit=100
-                )
-        except ModelServiceError:
-            return
-        returned = self._returned.setdefault(run_id, set())
-        for step in page.data:
-            details = step.step_details
-            if details.type != "tool_calls" or step.status != "completed" or step.id in returned:
-                continue
-            returned.add(step.id)
-            for call in details.tool_calls:
-                ci: Any = getattr(call, "code_interpreter", None)
-                if getattr(call, "type", None) != "code_interpreter" or ci is None:
-                    continue
-                logs: list[str] = []
-                files: list[GeneratedFile] = []
-                for out in ci.outputs or []:
-                    if out.type == "logs" and getattr(out, "logs", None):
-                        logs.append(out.logs)
-                    elif out.type == "image" and getattr(out, "image", None) is not None:
-                        file_id = out.image.file_id
-                        files.append(GeneratedFile(file_id=file_id, filename=f"{file_id}.png"))
-                result.steps.append(
-                    CodeStep(code=ci.input or "", logs="\n".join(logs), files=files)
-                )
-
-    async def _collect_messages(self, thread_id: str, run_id: str, result: RunResult) -> None:
-        async with translate_errors("threads.messages.list"):
-            page = await self._client.beta.threads.messages.list(
-                thread_id, run_id=run_id, order="asc", limit=100
-            )
-        seen = {f.file_id for f in result.files}
-        for step in result.steps:
-            for f in step.files:
-                if f.file_id not in seen:
-                    seen.add(f.file_id)
-                    result.files.append(f)
-        returned = self._returned.setdefault(run_id, set())
-        for message in page.data:
-            if message.role != "assistant" or message.id in returned:
-                continue
-            returned.add(message.id)
-            texts: list[str] = []
-            citations: list[Citation] = []
-            for part in message.content:
-                if part.type == "text":
-                    texts.append(part.text.value)
-                    for ann in part.text.annotations or []:
-                        if ann.type == "file_citation":
-                            file_id = ann.file_citation.file_id
-                            citations.append(
-                                Citation(
-                                    marker=ann.text,
-                                    filename=await self._filename(file_id),
-                                    file_id=file_id,
-                                )
-                            )
-                        elif ann.type == "file_path" and ann.file_path.file_id not in seen:
-                            seen.add(ann.file_path.file_id)
-                            name = ann.text.rsplit("/", 1)[-1] or ann.file_path.file_id
-                            result.files.append(
-                                GeneratedFile(file_id=ann.file_path.file_id, filename=name)
-                            )
-                elif part.type == "image_file" and part.image_file.file_id not in seen:
-                    seen.add(part.image_file.file_id)
-                    result.files.append(
-                        GeneratedFile(
-                            file_id=part.image_file.file_id,
-                            filename=f"{part.image_file.file_id}.png",
-                        )
-                    )
-            result.messages.append(
-                AssistantMessage(text="\n\n".join(texts), citations=tuple(citations))
-            )
-
-    async def _filename(self, file_id: str) -> str:
+    async def filename(self, file_id: str) -> str:
         if file_id not in self._filenames:
             try:
                 async with translate_errors("files.retrieve"):
-                    info = await self._client.files.retrieve(file_id)
+                    info = await self.client.files.retrieve(file_id)
                 self._filenames[file_id] = info.filename
             except Exception:
                 return file_id
         return self._filenames[file_id]
 
-    async def cancel(self, thread_id: str, run_id: str) -> None:
-        try:
-            async with translate_errors("threads.runs.cancel"):
-                await self._client.beta.threads.runs.cancel(run_id, thread_id=thread_id)
-        except Exception:  # best effort: the run may already be over
-            log.info("could not cancel run %s", run_id)
-
     async def upload_file(self, filename: str, content: bytes) -> str:
         async with translate_errors("files.create"):
-            uploaded = await self._client.files.create(
+            uploaded = await self.client.files.create(
                 file=(filename, content), purpose="assistants"
             )
         self._filenames[uploaded.id] = filename
@@ -447,5 +380,5 @@ class AssistantsRuntime:
 
     async def download_file(self, file: GeneratedFile) -> bytes:
         async with translate_errors("files.content"):
-            body = await self._client.files.content(file.file_id)
+            body = await self.client.files.content(file.file_id)
         return body.content

@@ -8,7 +8,7 @@ threads, ``resp_…``/``run_…`` for runs).
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,8 +33,25 @@ class RunNotAwaitingOutputs(RuntimeError_):
     user_message = "That quiz's run has ended, so I sent your answers as a new message."
 
 
+class MissingToolOutputs(RuntimeError_):
+    """The service still waits for outputs to these function calls before it takes input."""
+
+    def __init__(self, message: str, call_ids: Sequence[str]) -> None:
+        super().__init__(message)
+        self.call_ids = tuple(call_ids)
+
+
 class RunTimedOut(RuntimeError_):
     user_message = "This is taking too long, so I stopped. Please ask again."
+
+
+class RunStuck(RuntimeError_):
+    """The service accepted the run but never started it (stuck ``queued``); cancelled."""
+
+    user_message = (
+        "The model service never started on this answer, so I stopped it. "
+        "Please send your message again."
+    )
 
 
 class RunStatus(enum.StrEnum):
@@ -123,8 +140,72 @@ class RunResult:
     error: str | None = None  # the service's reason, for logs (not shown verbatim)
 
 
-# Called with a short label ("Writing code…") whenever the run's visible progress changes.
-ProgressCallback = Callable[[str], Awaitable[None]]
+# -- streaming -------------------------------------------------------------------------
+# A run is consumed as a stream of events: text as the model writes it, the steps of its
+# tools (each with the position to resume after it), and finally the whole result.
+# Runtimes that cannot stream (a server without it) poll and yield steps and the result.
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """More of the answer, in the model's Markdown. ``message`` numbers the assistant
+    messages of a run (an Assistants run may write several, e.g. before and after code)."""
+
+    text: str
+    message: int = 0
+    cursor: int | None = None  # resume right after this (Responses: its sequence number)
+
+
+class StepKind(enum.StrEnum):
+    CODE = "code"  # the code interpreter
+    FILE_SEARCH = "file_search"  # reading the student's files
+    QUIZ = "quiz"  # the model is preparing a display_quiz call
+
+
+class StepState(enum.StrEnum):
+    WRITING = "writing"  # e.g. the code is being written
+    RUNNING = "running"  # e.g. the code runs
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class StepUpdate:
+    """A tool step of the run changed: shown as a task in the answer's timeline."""
+
+    step_id: str
+    kind: StepKind
+    state: StepState
+    cursor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The last event of a stream: the run ended or needs tool outputs."""
+
+    result: RunResult
+
+
+RunEvent = TextDelta | StepUpdate | Finished
+
+
+class RunStream(Protocol):
+    """One run (or continuation) being consumed. Iterate it to its ``Finished`` event.
+
+    ``run_id`` (and ``thread_id``, which a runtime may create while starting) are known
+    before the first event, so the caller can record them before anything is shown.
+    A dropped connection is resumed inside the stream; errors surface as ``RuntimeError_``.
+    A resumed stream with ``regenerates`` true (a server that keeps nothing) writes its
+    answer anew, possibly differently: what was shown of it is replaced, not continued.
+    """
+
+    run_id: str
+    thread_id: str
+
+    def __aiter__(self) -> AsyncIterator[RunEvent]: ...
+
+    async def aclose(self) -> None:
+        """Stop reading (the run itself goes on unless cancelled)."""
 
 
 class Runtime(Protocol):
@@ -136,43 +217,43 @@ class Runtime(Protocol):
     async def start(self) -> None:
         """Prepare once at start (e.g. create or look up the assistant)."""
 
-    async def create_thread(self, metadata: dict[str, str]) -> str:
-        """Create a model-side thread; returns its id."""
-
     async def start_run(
         self,
-        thread_id: str,
+        thread_id: str | None,
         user_input: UserInput,
         *,
+        metadata: dict[str, str],
         pending_run_id: str | None = None,
         pending_outputs: Sequence[ToolOutput] = (),
-    ) -> str:
-        """Add the user's message and start a run; returns the run id.
+    ) -> RunStream:
+        """Add the user's message and start a run; returns once its id is known.
 
-        ``pending_outputs`` answer function calls still open on the thread (a skipped quiz)
-        so the service accepts the new message; ``pending_run_id`` is the run that asked.
+        ``thread_id`` None creates the model-side thread (with ``metadata``) as part of
+        starting; the stream's ``thread_id`` says which. ``pending_outputs`` answer
+        function calls still open on the thread (a skipped quiz) so the service accepts
+        the new message; ``pending_run_id`` is the run that asked.
         """
 
     async def submit_tool_outputs(
         self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
-    ) -> str:
-        """Answer a run's function calls; returns the id of the run to await next.
+    ) -> RunStream:
+        """Answer a run's function calls and go on streaming.
 
         Raises ``RunNotAwaitingOutputs`` when the run can no longer take them.
         """
 
-    async def wait(
-        self,
-        thread_id: str,
-        run_id: str,
-        *,
-        on_progress: ProgressCallback | None = None,
-        timeout: float = 600.0,
-    ) -> RunResult:
-        """Await the run until it finishes or needs tool outputs, without blocking the loop."""
+    async def resume(self, thread_id: str, run_id: str, *, cursor: int | None) -> RunStream:
+        """Pick up a run started earlier (by this or a previous process) after ``cursor``.
+
+        ``cursor`` None: from wherever the runtime can (a finished run yields its result).
+        """
 
     async def cancel(self, thread_id: str, run_id: str) -> None:
         """Best effort: stop a run that is still working."""
+
+    async def find_run(self, thread_id: str, user_input: UserInput) -> RunStream | None:
+        """The run a previous attempt started for ``user_input`` if the service has it
+        (its start may have gone through although the attempt never learnt the id)."""
 
     async def upload_file(self, filename: str, content: bytes) -> str:
         """Upload a user's file to the model service; returns its file id."""

@@ -11,10 +11,12 @@ import asyncio
 import os
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from bot.app import TutorBot
@@ -108,11 +110,15 @@ class Harness:
         return event
 
     def answers(self, channel: str, thread_ts: str) -> list[str]:
-        """The bot's settled messages in a thread (progress placeholders left out)."""
+        """The bot's settled messages in a thread: streams still being written, and empty
+        or placeholder messages, left out."""
         return [
-            message_text(m)
+            text
             for m in self.slack.bot_messages(channel, thread_ts)
-            if m["ts"] != thread_ts and not PLACEHOLDER.search(message_text(m))
+            if m["ts"] != thread_ts
+            and not self.slack.is_streaming(channel, m["ts"])
+            and (text := message_text(m)).strip()
+            and not PLACEHOLDER.search(text)
         ]
 
     async def settle(self, timeout: float = 10.0) -> None:
@@ -157,7 +163,7 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     await fake.stop()
 
 
-@pytest.fixture(params=["responses", "assistants"])
+@pytest.fixture(params=["responses", "assistants", "chat"])
 def runtime(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -176,3 +182,16 @@ async def harness(
 
 def postgres_url() -> str:
     return os.environ.get("TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    """A ``DATABASE_URL`` on a fresh PostgreSQL schema of its own, dropped afterwards."""
+    schema = f"e2e_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(postgres_url())
+    await conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{postgres_url()}?search_path={schema}"
+    finally:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()

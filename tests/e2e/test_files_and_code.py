@@ -1,4 +1,9 @@
-"""Code interpreter, run steps, files and citations, end to end, for both runtimes (issue 4).
+"""Code interpreter, run steps, files and citations, end to end (issue 4).
+
+These are about the model service's own tools (code interpreter, file store, file search
+and its citations), so they run for the two runtimes that have them; what the ``chat``
+runtime does instead (the bot reads files itself) is in ``test_chat.py``. The notes about
+files the bot cannot fetch from Slack apply to every runtime.
 
 The fakes finish a run in one go, so a step "in flight" is simulated by adding an
 in-progress item (Responses) or run step (Assistants) to the fake while the run waits.
@@ -12,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from tests.e2e.conftest import Harness
 from tests.fakes.openai_model import Citation, CodeCall, ModelContext, Reply, new_id
@@ -22,6 +28,13 @@ from tests.fakes.slack_server import FakeSlack, message_text
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n% a paper about prime numbers\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 CODE_LABEL = "Writing and running code…"
+EVERY_RUNTIME = pytest.mark.parametrize("runtime", ["responses", "assistants", "chat"])
+
+
+@pytest.fixture(params=["responses", "assistants"])
+def runtime(request: pytest.FixtureRequest) -> str:
+    """The runtimes with a code interpreter and a file store."""
+    return str(request.param)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -102,6 +115,41 @@ async def start_code_step_in_flight(h: Harness, code: str) -> None:
         )
 
 
+class Listener:
+    """An HTTP server on 127.0.0.1 that is not Slack: records every request it gets."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests.append({"path": request.path, "headers": dict(request.headers)})
+        return web.Response(body=PDF, content_type="application/pdf")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[Listener]:
+    server = Listener()
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest.fixture
 async def small_cap(
     fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path, runtime: str
@@ -136,18 +184,35 @@ async def no_code(
 
 
 async def test_progress_shows_the_code_step_while_the_run_works(harness: Harness) -> None:
-    # The bot updates the placeholder at most every 1.5 s and polls with growing pauses
-    # (the poll after 1.5 s comes at about 2.1 s), so the run must take longer than that.
-    harness.openai.model.push(Reply(text="6 × 7 = 42", latency=3.0))
-    event = await harness.mention("what is 6 * 7? check with code")
-    await start_code_step_in_flight(harness, "print(6 * 7)")
-    await harness.slack.wait_for(
-        lambda: any(CODE_LABEL in t for t in update_texts(harness.slack)), timeout=5
+    """While the code runs, the answer's timeline says so (task_update chunks); the code
+    step ends complete and the answer follows in the same message."""
+    harness.openai.model.push(
+        Reply(
+            text="6 × 7 = 42",
+            code=[CodeCall(code="print(6 * 7)", logs="42", run_time=2.0)],
+            first_token_latency=0.2,
+        )
     )
-    answers = await harness.wait_answers("C1", event["ts"], 1)
-    assert "42" in answers[0]
-    # The placeholder became the answer: no progress message is left in the thread.
-    assert not any(CODE_LABEL in message_text(m) for m in harness.slack.thread("C1", event["ts"]))
+    event = await harness.mention("what is 6 * 7? check with code")
+
+    def running_tasks() -> list[dict[str, Any]]:
+        return [
+            task
+            for m in harness.slack.bot_messages("C1", event["ts"])
+            for task in harness.slack.tasks("C1", m["ts"]).values()
+            if task["status"] == "in_progress" and "code" in task["title"].lower()
+        ]
+
+    await harness.slack.wait_for(running_tasks, timeout=5)
+    answer, work = await harness.wait_answers("C1", event["ts"], 2)
+    assert "42" in answer and "Show work" in work
+    [streamed] = [
+        m
+        for m in harness.slack.bot_messages("C1", event["ts"])
+        if harness.slack.tasks("C1", m["ts"])
+    ]
+    assert [t["status"] for t in harness.slack.tasks("C1", streamed["ts"]).values()] == ["complete"]
+    assert "42" in message_text(streamed)
 
 
 async def test_code_and_output_are_shown_compactly_after_the_answer(harness: Harness) -> None:
@@ -297,6 +362,7 @@ async def test_the_same_file_is_uploaded_to_the_model_once_per_thread(harness: H
     assert len(model_uploads(harness.openai)) == 2
 
 
+@EVERY_RUNTIME
 async def test_a_file_over_the_cap_gets_a_note_and_the_question_is_answered(
     small_cap: Harness,
 ) -> None:
@@ -311,6 +377,7 @@ async def test_a_file_over_the_cap_gets_a_note_and_the_question_is_answered(
     assert small_cap.openai.model.calls[0].files == []
 
 
+@EVERY_RUNTIME
 async def test_a_file_bigger_than_announced_is_cut_off_while_downloading(
     small_cap: Harness,
 ) -> None:
@@ -324,6 +391,7 @@ async def test_a_file_bigger_than_announced_is_cut_off_while_downloading(
     assert any("Echo: and this?" in a for a in answers)
 
 
+@EVERY_RUNTIME
 async def test_an_html_page_instead_of_the_file_is_explained(harness: Harness) -> None:
     pdf = share_pdf(harness.slack, html_instead=True)
     event = await mention_with_files(harness, "what is this paper about?", [pdf])
@@ -373,3 +441,101 @@ async def test_a_shared_picture_is_shown_to_the_model(harness: Harness) -> None:
     assert ("input_image" in shape) if harness.runtime == "responses" else ("image_file" in shape)
     if harness.runtime == "responses":
         assert uploaded["purpose"] == "vision"
+
+
+# -- the bot token goes only to Slack ----------------------------------------------------------
+
+
+async def _refused(h: Harness, listener: Listener, event: dict, name: str) -> None:
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    [note] = [a for a in answers if name in a]
+    assert "Slack's file servers" in note
+    assert listener.requests == [], "a request (and the bot token) reached a host not Slack's"
+    assert model_uploads(h.openai) == []
+    assert h.openai.model.calls[-1].files == []
+
+
+async def test_a_file_url_off_slack_gets_no_request_and_a_note(
+    harness: Harness, listener: Listener
+) -> None:
+    pdf = share_pdf(harness.slack, name="bait.pdf")
+    pdf = {**pdf, "url_private_download": f"{listener.url}/bait.pdf"}
+    event = await mention_with_files(harness, "summarize this", [pdf])
+    await _refused(harness, listener, event, "bait.pdf")
+    assert any("Echo: summarize this" in a for a in harness.answers("C1", event["ts"]))
+    assert harness.slack.downloads == []
+
+
+async def test_a_file_url_from_files_info_off_slack_gets_no_request(
+    harness: Harness, listener: Listener
+) -> None:
+    pdf = share_pdf(harness.slack, name="stub.pdf")
+    harness.slack.files[pdf["id"]]["url_private_download"] = f"{listener.url}/stub.pdf"
+    stub = {"id": pdf["id"], "mode": "hosted", "file_access": "check_file_info"}
+    event = await mention_with_files(harness, "read this", [stub])
+    await _refused(harness, listener, event, "stub.pdf")
+    assert harness.slack.calls_to("files.info")
+
+
+async def test_a_redirect_off_slack_is_not_followed(harness: Harness, listener: Listener) -> None:
+    pdf = share_pdf(harness.slack, name="moved.pdf")
+    harness.slack.redirect_file(pdf["id"], f"{listener.url}/moved.pdf")
+    event = await mention_with_files(harness, "read this", [pdf])
+    await _refused(harness, listener, event, "moved.pdf")
+    assert harness.slack.downloads == [{"file_id": pdf["id"], "authorized": True}]
+
+
+# -- slow file hosts -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def quick_files(harness: Harness) -> Harness:
+    """A bot whose files get a short deadline and a short stall timeout."""
+    assert harness.bot is not None
+    harness.bot.files.deadline = 1.5
+    harness.bot.files.stall_timeout = 0.5
+    return harness
+
+
+async def test_files_that_trickle_share_one_deadline(quick_files: Harness) -> None:
+    h = quick_files
+    slow = [share_pdf(h.slack, name=f"slow{i}.pdf", content=PDF + b"%" * 3000) for i in range(3)]
+    for pdf in slow:
+        h.slack.trickle_file(pdf["id"], bytes_per_second=200)  # 15 s each, never silent
+    event = await mention_with_files(h, "read these", slow)
+    answers = await h.wait_answers("C1", event["ts"], 4)
+    for i in range(3):
+        assert any(f"couldn't download *slow{i}.pdf*" in a for a in answers), answers
+    assert any("Echo: read these" in a for a in answers)
+    assert model_uploads(h.openai) == []
+    # The deadline is per message: the next message's files get their own.
+    fine = share_pdf(h.slack, name="fine.pdf")
+    await h.say("and this one", thread_ts=event["ts"], files=[fine])
+    await h.wait_answers("C1", event["ts"], 5)
+    assert [u["filename"] for u in model_uploads(h.openai)] == ["fine.pdf"]
+
+
+async def test_a_silent_file_host_is_given_up_and_the_next_file_read(quick_files: Harness) -> None:
+    h = quick_files
+    assert h.bot is not None
+    h.bot.files.deadline = 60.0
+    silent = share_pdf(h.slack, name="silent.pdf")
+    h.slack.trickle_file(silent["id"], bytes_per_second=0)
+    fine = share_pdf(h.slack, name="fine.pdf", content=PDF + b"% another")
+    event = await mention_with_files(h, "read both", [silent, fine])
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert any("couldn't download *silent.pdf*" in a for a in answers), answers
+    [uploaded] = model_uploads(h.openai)
+    assert uploaded["filename"] == "fine.pdf"
+    assert h.openai.model.calls[-1].files
+
+
+async def test_a_slow_upload_to_the_model_counts_against_the_deadline(
+    quick_files: Harness,
+) -> None:
+    h = quick_files
+    h.openai.hang_next("/files", 3.0)
+    event = await mention_with_files(h, "read this", [share_pdf(h.slack, name="late.pdf")])
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert any("couldn't pass *late.pdf* to the model service" in a for a in answers), answers
+    assert h.openai.model.calls[-1].files == []

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import time
 
+import aiohttp
 import pytest
+from slack_bolt.middleware import RequestVerification
 
 from tests.e2e.conftest import Harness
 from tests.fakes.openai_model import Reply
 from tests.fakes.slack_payloads import event_callback, message, message_changed, next_ts
 
 
-@pytest.fixture
-def runtime() -> str:  # the HTTP surface does not depend on the model protocol
-    return "responses"
+@pytest.fixture(params=["responses", "chat"])
+def runtime(request: pytest.FixtureRequest) -> str:
+    """The HTTP surface does not depend on the model protocol: the default runtime, and the
+    one that answers from the bot's own store."""
+    return str(request.param)
 
 
 def _event_body(text: str = "<@UBOT> hi") -> bytes:
@@ -45,6 +49,40 @@ async def test_stale_timestamp_is_401(harness: Harness) -> None:
     assert result.status == 401
     await harness.settle()
     assert harness.openai.model.calls == []
+
+
+@pytest.mark.parametrize("timestamp", ["abc", "", "1e309", "9" * 5000, "-5", "١٧٠٠٠٠٠٠٠٠"])
+@pytest.mark.parametrize("signature", [None, "v0=deadbeef"])
+async def test_odd_timestamps_are_401_not_500(
+    harness: Harness, timestamp: str, signature: str | None
+) -> None:
+    assert harness.sender is not None
+    result = await harness.sender.post_raw(
+        _event_body(),
+        content_type="application/json",
+        signature=signature,
+        headers={"X-Slack-Request-Timestamp": timestamp},
+    )
+    assert result.status == 401, result.body
+
+
+async def test_no_timestamp_and_a_non_ascii_signature_are_401(harness: Harness) -> None:
+    url = f"{harness.url}/slack/events"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, data=_event_body(), headers={}) as resp:
+            assert resp.status == 401
+        headers = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=é"}
+        async with session.post(url, data=_event_body(), headers=headers) as resp:
+            assert resp.status == 401
+
+
+async def test_the_signature_is_checked_once_before_bolt(harness: Harness) -> None:
+    assert harness.bot is not None
+    middleware = harness.bot.bolt._async_middleware_list
+    assert not any(isinstance(m, RequestVerification) for m in middleware)
+    # …and signed requests still get through, unsigned ones still do not.
+    event = await harness.mention("hello")
+    await harness.wait_answers("C1", event["ts"], 1)
 
 
 async def test_url_verification_echoes_the_challenge(harness: Harness) -> None:
@@ -150,6 +188,29 @@ async def test_slash_command_posts_the_question_and_answers_in_its_thread(harnes
     [answer] = await harness.wait_answers("C1", question[0]["ts"], 1)
     assert "It is 4." in answer
     assert "what is 2+2?" in question[0]["text"]
+
+
+async def test_a_replayed_slash_command_is_answered_once(harness: Harness) -> None:
+    """Slack may deliver a command again (a slow ack, a proxy retry): same ``trigger_id``."""
+    assert harness.sender is not None
+    harness.openai.model.push(Reply(text="It is 9.", latency=0.5))
+    trigger = harness.slack.new_trigger_id("U1")
+    url = harness.slack.response_url()
+    for _ in range(2):
+        result = await harness.sender.post_command(
+            "what is 3*3?", trigger_id=trigger, response_url=url
+        )
+        assert result.status == 200
+    question = await harness.slack.wait_for(
+        lambda: [m for m in harness.slack.bot_messages("C1") if "asked" in (m.get("text") or "")]
+    )
+    [answer] = await harness.wait_answers("C1", question[0]["ts"], 1)
+    assert "It is 9." in answer
+    await harness.settle()
+    assert (
+        len([m for m in harness.slack.bot_messages("C1") if "asked" in (m.get("text") or "")]) == 1
+    )
+    assert len(harness.openai.model.calls) == 1
 
 
 async def test_slash_command_help_is_ephemeral(harness: Harness) -> None:

@@ -145,6 +145,20 @@ async def test_quiz_answered_by_button_and_modal(harness: Harness) -> None:
     assert "x = 3" in message_text(closed)
 
 
+async def test_a_modal_answer_with_unencodable_characters_is_cleaned(harness: Harness) -> None:
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MIXED_QUIZ)]), Reply(text="Thanks!"))
+    event = await h.mention("quiz me on equations")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    await choose(h, quiz, "x = 3")
+    ack = await answer_free(h, quiz, "Divide\x00 by 2 \ud800")
+    assert ack.get("response_action") != "errors", ack
+    await submit(h, quiz)
+    await h.wait_answers("C1", event["ts"], 2)
+    [output] = h.openai.tool_outputs()
+    assert json.loads(output["output"]) == ["x = 3", "Divide by 2 \ufffd"]
+
+
 async def test_two_quiz_calls_in_one_run_submit_together(harness: Harness) -> None:
     h = harness
     second = {**MC_ONLY, "title": "Second"}
@@ -376,6 +390,8 @@ async def test_restart_while_the_feedback_run_works(harness: Harness) -> None:
     h.openai.model.push(
         Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Feedback survived", latency=2.0)
     )
+    if h.runtime == "chat":  # a chat server keeps nothing: it is asked again after the restart
+        h.openai.model.push(Reply(text="Feedback survived"))
     event = await h.mention("quiz")
     [quiz] = await wait_quizzes(h, event["ts"])
     await choose(h, quiz, "4")
@@ -428,3 +444,105 @@ async def test_answers_being_resent_when_the_process_died_are_resent(harness: Ha
     answers = await h.wait_answers("C1", event["ts"], 3)  # the quiz, a note, the answer
     assert "4 is right" in answers[-1]
     assert "My answer: 4" in h.openai.user_messages()[-1]
+
+
+async def test_a_failed_start_while_a_quiz_is_open_does_not_wedge_the_thread(
+    harness: Harness,
+) -> None:
+    """Issue 13, bug 1: the skipped quiz's output is owed until a start goes through."""
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]))
+    event = await h.mention("quiz me")
+    await wait_quizzes(h, event["ts"])
+    # The model service fails the next start after all of the SDK's retries.
+    path = {"responses": "/responses", "assistants": "/runs", "chat": "/chat/completions"}
+    path = path[h.runtime]
+    h.openai.fail_next(path, status=500, count=4, method="POST")
+    await h.say("actually, explain fractions", thread_ts=event["ts"])
+    failed = await h.wait_answers("C1", event["ts"], 2)  # the quiz, then the failure note
+    assert "couldn't reach the model service" in failed[-1]
+    await h.settle()
+    # The service is healthy again: the next message works, and the skipped quiz's output
+    # reached the model exactly once, with that message.
+    if h.runtime == "assistants":
+        h.openai.model.push(Reply(text="(the skipped run ends; not posted)"))
+    h.openai.model.push(Reply(text="Fractions are parts of a whole."))
+    await h.say("explain fractions please", thread_ts=event["ts"])
+    answers = await h.wait_answers("C1", event["ts"], 3)
+    assert "parts of a whole" in answers[-1]
+    outputs = h.openai.tool_outputs()
+    if h.runtime == "chat":
+        # A chat server gets the whole stored conversation: the output is in it, once, before
+        # the message that failed (which the fake does not count as new input).
+        messages = h.openai.chat.requests[-1]["messages"]
+        outputs = [{"output": m["content"]} for m in messages if m["role"] == "tool"]
+    assert len(outputs) == 1 and json.loads(outputs[0]["output"])["status"] == "skipped"
+
+
+async def test_fast_re_clicks_leave_the_stored_pick_on_screen(harness: Harness) -> None:
+    """Issue 13, bug 2: two refreshes of one quiz can land in either order; the message
+    must end up showing what is stored."""
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Checked."))
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    h.slack.delay_next("chat.update", 0.3)  # the first click's refresh lands late
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="3"))
+    await asyncio.sleep(0.05)  # the second click arrives while the first refresh is in flight
+    await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
+    await h.settle()
+    shown = h.slack.find_message("C1", quiz["ts"])
+    assert "✓ 4" in dump(shown) and "✓ 3" not in dump(shown)
+    await submit(h, quiz)
+    await h.wait_answers("C1", event["ts"], 2)
+    assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
+
+
+async def test_someone_elses_message_waits_while_a_students_quiz_is_open(
+    harness: Harness,
+) -> None:
+    """Issue 10: a classmate's question does not skip the student's quiz; it is answered
+    after the quiz's feedback, in order."""
+    h = harness
+    h.openai.model.push(
+        Reply(function_calls=[quiz_call(MC_ONLY)]),
+        Reply(text="Right, 4. Well done!"),
+        Reply(text="Hi U2, fractions are parts of a whole."),
+    )
+    event = await h.mention("quiz me", user="U1")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    await h.mention("what are fractions?", user="U2", thread_ts=event["ts"])
+    await asyncio.sleep(1.0)  # well past the ordering hold: it would have started by now
+    assert h.answers("C1", event["ts"]) == [message_text(quiz)]
+    assert h.openai.tool_outputs() == []
+    current = h.slack.find_message("C1", quiz["ts"])
+    assert current is not None and buttons(current), "the quiz is still open"
+    await choose(h, quiz, "4")
+    await submit(h, quiz)
+    answers = await h.wait_answers("C1", event["ts"], 3)
+    assert "Well done" in answers[1] and "parts of a whole" in answers[2]
+    assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
+
+
+async def test_someone_elses_message_stops_waiting_for_a_forgotten_quiz(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait is bounded (``QUIZ_WAIT``): then the quiz is skipped and the classmate
+    answered."""
+    import bot.core.workers as workers
+
+    monkeypatch.setattr(workers, "QUIZ_WAIT", 1.0)
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]))
+    if h.runtime == "assistants":
+        h.openai.model.push(Reply(text="(the skipped run ends; not posted)"))
+    h.openai.model.push(Reply(text="Fractions are parts of a whole."))
+    event = await h.mention("quiz me", user="U1")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    await h.mention("what are fractions?", user="U2", thread_ts=event["ts"])
+    answers = await h.wait_answers("C1", event["ts"], 2, timeout=15)
+    assert "parts of a whole" in answers[-1]
+    [output] = h.openai.tool_outputs()
+    assert json.loads(output["output"])["status"] == "skipped"
+    closed = h.slack.find_message("C1", quiz["ts"])
+    assert closed is not None and buttons(closed) == []

@@ -17,13 +17,13 @@ from tests.fakes.slack_server import FakeSlack
 
 @pytest.fixture
 async def socket_harness(
-    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path
+    fake_slack: FakeSlack, fake_openai: FakeOpenAI, tmp_path: Path, runtime: str
 ) -> AsyncIterator[Harness]:
     h = Harness(
         fake_slack,
         fake_openai,
         tmp_path / "bot.db",
-        "responses",
+        runtime,
         SLACK_APP_TOKEN=fake_slack.app_token,
     )
     del h.env["SLACK_SIGNING_SECRET"]  # Socket Mode needs no signing secret

@@ -206,7 +206,7 @@ def check_turn_trace(
         assert call["attributes"]["agentops.span.kind"] == "llm"
         assert "error.type" not in call["attributes"]
         assert root["start_ns"] <= call["start_ns"] <= call["end_ns"] <= root["end_ns"]
-    waits = [c for c in calls if c["name"] == "wait_run"]
+    waits = [c for c in calls if c["name"] == "stream_run"]
     assert waits and waits[-1]["attributes"]["tutorbot.run_id"] == attrs["tutorbot.run_id"]
     return calls
 
@@ -246,7 +246,7 @@ async def test_a_plain_turn_is_one_trace_with_its_model_calls(
     calls = check_turn_trace(
         spans, root, runtime="responses", channel="C1", thread_ts=answered.event["ts"], turn_id=1
     )
-    assert sorted(c["name"] for c in calls) == ["create_thread", "start_run", "wait_run"]
+    assert sorted(c["name"] for c in calls) == ["start_run", "stream_run"]
     assert root["attributes"]["tutorbot.input"] == "Solve 3x + 11 = 14"
     print("plain turn spans:", [(s["name"], s["parent_span_id"]) for s in spans])
 
@@ -283,7 +283,7 @@ async def _click(bot: BotProcess, message: dict[str, Any], button: dict[str, Any
     return result.elapsed
 
 
-@pytest.mark.parametrize("runtime", ["responses", "assistants"])
+@pytest.mark.parametrize("runtime", ["responses", "assistants", "chat"])
 async def test_a_quiz_turn_and_its_continuation_are_traced(
     runtime: str, spawn: Spawn, fake_openai: FakeOpenAI, fake_agentops: FakeAgentOps
 ) -> None:
@@ -347,7 +347,7 @@ async def test_a_quiz_turn_and_its_continuation_are_traced(
     children = check_turn_trace(
         spans, root, runtime=runtime, channel="C1", thread_ts=thread_ts, turn_id=1
     )
-    assert {"start_run", "wait_run", "submit_tool_outputs"} <= {c["name"] for c in children}
+    assert {"start_run", "stream_run", "submit_tool_outputs"} <= {c["name"] for c in children}
     assert root["attributes"]["tutorbot.input"] == "Quiz me on sums"
     assert root["attributes"]["tutorbot.quiz_continuation_turn_id"] == 2
     assert root["attributes"]["agentops.session.end_state"] == "Success"

@@ -8,7 +8,15 @@ from typing import Any
 from aiohttp import web
 
 from tests.fakes.openai_model import REC, ApiError, new_id, not_found, paginate
-from tests.fakes.openai_runs import ACTIVE, RUN_EXPIRY, RunEngine, RunState, ThreadState
+from tests.fakes.openai_runs import (
+    ACTIVE,
+    RUN_EXPIRY,
+    TURN_END,
+    RunEngine,
+    RunState,
+    ThreadState,
+)
+from tests.fakes.openai_sse import serve_log, stream_flag, streaming_unsupported
 
 
 def _message_parts(content: Any) -> tuple[list[dict], str, list[str]]:
@@ -45,6 +53,7 @@ class AssistantsAPI(RunEngine):
             ("POST", "/v1/assistants/{aid}", self.update_assistant),
             ("DELETE", "/v1/assistants/{aid}", self.delete_assistant),
             ("POST", "/v1/threads", self.create_thread),
+            ("POST", "/v1/threads/runs", self.create_thread_and_run),
             ("GET", t, self.get_thread),
             ("POST", t, self.update_thread),
             ("DELETE", t, self.delete_thread),
@@ -146,7 +155,10 @@ class AssistantsAPI(RunEngine):
     # --- threads and messages --------------------------------------------------------------------
 
     async def create_thread(self, request: web.Request) -> web.Response:
-        body = request[REC].json or {}
+        thread = self._new_thread(request[REC].json or {})
+        return web.json_response(thread.obj)
+
+    def _new_thread(self, body: dict) -> ThreadState:
         tid = new_id("thread_")
         thread = ThreadState(
             obj={
@@ -162,7 +174,7 @@ class AssistantsAPI(RunEngine):
         self.threads[tid] = thread
         for msg in prepared:
             self._add_message(thread, *msg)
-        return web.json_response(thread.obj)
+        return thread
 
     async def get_thread(self, request: web.Request) -> web.Response:
         return web.json_response(self._thread(request.match_info["tid"]).obj)
@@ -254,20 +266,38 @@ class AssistantsAPI(RunEngine):
 
     # --- runs ----------------------------------------------------------------------------------
 
-    async def create_run(self, request: web.Request) -> web.Response:
+    def _stream_wanted(self, body: dict) -> bool:
+        stream = stream_flag(body.get("stream"))
+        if stream and not self.fake.streaming_supported:
+            raise streaming_unsupported()
+        return stream
+
+    def _run_assistant(self, body: dict) -> dict:
+        if not body.get("assistant_id"):
+            raise ApiError(400, "Missing required parameter: 'assistant_id'.", param="assistant_id")
+        return self._assistant(body["assistant_id"])
+
+    async def _answer_run(
+        self, request: web.Request, run: RunState, start: int, stream: bool
+    ) -> web.StreamResponse:
+        """The run object, or the stream of this turn's events (from log index ``start``)."""
+        if stream and not self.fake.fault_pending(request):
+            return await serve_log(
+                self.fake,
+                request,
+                run.log,
+                start,
+                ends_at=TURN_END.__contains__,
+                done_marker=True,
+            )
+        return web.json_response(run.obj)
+
+    async def create_run(self, request: web.Request) -> web.StreamResponse:
         tid = request.match_info["tid"]
         thread = self._thread(tid)
         body = request[REC].json or {}
-        if body.get("stream"):
-            raise ApiError(
-                400,
-                "FakeOpenAI does not implement streaming runs.",
-                param="stream",
-                violation="unsupported stream=true on runs",
-            )
-        if not body.get("assistant_id"):
-            raise ApiError(400, "Missing required parameter: 'assistant_id'.", param="assistant_id")
-        asst = self._assistant(body["assistant_id"])
+        stream = self._stream_wanted(body)
+        asst = self._run_assistant(body)
         active = self._active_run(thread)
         if active is not None:
             raise ApiError(
@@ -278,6 +308,22 @@ class AssistantsAPI(RunEngine):
         extra = [self._prepare_message(tid, m) for m in body.get("additional_messages") or []]
         for msg in extra:
             self._add_message(thread, *msg)
+        run = self._start_run(thread, asst, body)
+        return await self._answer_run(request, run, 0, stream)
+
+    async def create_thread_and_run(self, request: web.Request) -> web.StreamResponse:
+        """``POST /threads/runs``: a new thread (``thread.created`` first) and its run."""
+        body = request[REC].json or {}
+        stream = self._stream_wanted(body)
+        asst = self._run_assistant(body)
+        thread = self._new_thread(body.get("thread") or {})
+        run = self._start_run(thread, asst, body, announce_thread=True)
+        return await self._answer_run(request, run, 0, stream)
+
+    def _start_run(
+        self, thread: ThreadState, asst: dict, body: dict, *, announce_thread: bool = False
+    ) -> RunState:
+        tid = thread.obj["id"]
         instructions = body.get("instructions")
         if instructions is None:
             instructions = asst.get("instructions") or ""
@@ -322,8 +368,12 @@ class AssistantsAPI(RunEngine):
         self.runs[rid] = run
         thread.runs.append(rid)
         self.fake.activate(tid, rid)
+        if announce_thread:
+            self.emit(run, "thread.created", thread.obj)
+        self.emit(run, "thread.run.created", run.obj)
+        self.emit(run, "thread.run.queued", run.obj)
         run.task = self.fake.spawn(self._progress(run))
-        return web.json_response(run.obj)
+        return run
 
     async def list_runs(self, request: web.Request) -> web.Response:
         thread = self._thread(request.match_info["tid"])
@@ -343,21 +393,16 @@ class AssistantsAPI(RunEngine):
                 run.task.cancel()
             run.obj["status"] = "cancelling"
             run.obj["required_action"] = None
+            self.emit(run, "thread.run.cancelling", run.obj)
             run.task = self.fake.spawn(self._cancel_later(run))
         elif run.status != "cancelling":
             raise ApiError(400, f"Cannot cancel run with status '{run.status}'.")
         return web.json_response(run.obj)
 
-    async def submit_tool_outputs(self, request: web.Request) -> web.Response:
+    async def submit_tool_outputs(self, request: web.Request) -> web.StreamResponse:
         run = self._run(request.match_info["tid"], request.match_info["rid"])
         body = request[REC].json or {}
-        if body.get("stream"):
-            raise ApiError(
-                400,
-                "FakeOpenAI does not implement streaming runs.",
-                param="stream",
-                violation="unsupported stream=true on runs",
-            )
+        stream = self._stream_wanted(body)
         if run.status != "requires_action":
             raise ApiError(400, f'Runs in status "{run.status}" do not accept tool outputs.')
         outputs = body.get("tool_outputs") or []
@@ -379,7 +424,7 @@ class AssistantsAPI(RunEngine):
                     violation=f"missing tool output {call_id}",
                 )
         thread = self.threads[run.thread_id]
-        now = self.fake.now()
+        start = len(run.log.events)
         by_id = {o["tool_call_id"]: o.get("output", "") for o in outputs}
         for step in run.steps:
             if step["status"] != "in_progress":
@@ -387,8 +432,7 @@ class AssistantsAPI(RunEngine):
             for call in step["step_details"]["tool_calls"]:
                 if call["type"] == "function" and call["id"] in by_id:
                     call["function"]["output"] = by_id[call["id"]]
-            step["status"] = "completed"
-            step["completed_at"] = now
+            self.complete_step(run, step)
         tool_outputs = []
         for call_id in run.pending:
             output = by_id[call_id]
@@ -401,8 +445,9 @@ class AssistantsAPI(RunEngine):
         run.obj["required_action"] = None
         run.obj["status"] = "queued"
         run.reply = self._next_reply(thread, run.obj, files=[], tool_outputs=tool_outputs)
+        self.emit(run, "thread.run.queued", run.obj)
         run.task = self.fake.spawn(self._progress(run))
-        return web.json_response(run.obj)
+        return await self._answer_run(request, run, start, stream)
 
     async def list_steps(self, request: web.Request) -> web.Response:
         run = self._run(request.match_info["tid"], request.match_info["rid"])

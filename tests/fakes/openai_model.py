@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import string
 import time
@@ -29,6 +30,7 @@ class CodeCall:
     image_png: bytes | None = None
     file_name: str | None = None  # a generated non-image file (e.g. "result.csv")
     file_bytes: bytes | None = None
+    run_time: float = 0.0  # seconds the code runs (between "interpreting" and "completed")
 
 
 @dataclass
@@ -39,6 +41,18 @@ class Citation:
 
 @dataclass
 class Reply:
+    """One model turn. The pace applies whether the client streams or polls: a polled
+    response takes as long as a streamed one (the model writes at the same speed).
+
+    ``latency`` is the wait before the model's first output (kept for older tests);
+    ``first_token_latency`` overrides it. Text, arguments and code are written in deltas of
+    ``chunk_chars`` characters, ``delta_interval`` seconds apart; ``write_time`` instead
+    spreads the text's deltas over that many seconds ("the model takes 4 s to write this").
+    ``stream_error`` ends the turn half-way through the text with an ``error`` event (that
+    code); the response or run is then failed. ``hold`` keeps the model from writing until
+    the test sets that event (after the first-token wait): a deterministic "still working".
+    """
+
     text: str | None = None
     function_calls: list[FunctionCall] = field(default_factory=list)
     code: list[CodeCall] = field(default_factory=list)
@@ -46,11 +60,42 @@ class Reply:
     latency: float = 0.0
     fail: str | None = None
     status: str | None = None  # "incomplete" | "cancelled" | "expired"
+    first_token_latency: float | None = None
+    chunk_chars: int = 20
+    delta_interval: float = 0.0
+    write_time: float | None = None
+    stream_error: str | None = None
+    hold: asyncio.Event | None = field(default=None, compare=False, repr=False)
+
+    async def wait_to_write(self) -> None:
+        """The time from "in progress" to the model's first output."""
+        if self.wait_before_output > 0:
+            await asyncio.sleep(self.wait_before_output)
+        if self.hold is not None:
+            await self.hold.wait()
+
+    @property
+    def wait_before_output(self) -> float:
+        """Seconds from "in progress" to the model's first output."""
+        if self.first_token_latency is not None:
+            return self.first_token_latency
+        return self.latency
+
+    def pieces(self, text: str) -> list[str]:
+        """``text`` cut into deltas of ``chunk_chars`` characters (none for empty text)."""
+        size = max(1, self.chunk_chars)
+        return [text[i : i + size] for i in range(0, len(text), size)]
+
+    def text_interval(self, count: int) -> float:
+        """Seconds between two of the ``count`` text deltas."""
+        if self.write_time is not None:
+            return self.write_time / max(1, count - 1)
+        return self.delta_interval
 
 
 @dataclass
 class ModelContext:
-    protocol: str  # "responses" | "assistants"
+    protocol: str  # "responses" | "assistants" | "chat"
     thread_id: str
     instructions: str | None
     model: str | None
@@ -120,6 +165,9 @@ class RecordedRequest:
     headers: dict[str, str] = field(default_factory=dict)
     query: dict[str, list[str]] = field(default_factory=dict)
     status: int | None = None  # HTTP status the fake answered with
+    # Server-sent events written on this request, in order: (event name, data).
+    sse: list[tuple[str, Any]] = field(default_factory=list)
+    sse_times: list[float] = field(default_factory=list)  # time.monotonic() of each
 
 
 REC = web.RequestKey("fake_openai_request", RecordedRequest)

@@ -17,10 +17,13 @@ from tests.fakes.openai_model import (
     Reply,
     all_values,
     approx_tokens,
+    first,
     new_id,
     not_found,
     paginate,
 )
+from tests.fakes.openai_response_stream import ResponseStream
+from tests.fakes.openai_sse import EventLog, serve_log, stream_flag, streaming_unsupported
 
 if TYPE_CHECKING:
     from tests.fakes.openai_server import FakeOpenAI
@@ -59,6 +62,8 @@ class _Response:
     query: str | None = None  # the last user text, shown as the file search query
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
+    log: EventLog = field(default_factory=EventLog)  # every streaming event, for replay
+    code_run_times: dict[str, float] = field(default_factory=dict)  # item id -> seconds
 
 
 def message_text(item: dict) -> str:
@@ -130,6 +135,7 @@ class ResponsesAPI:
     def shutdown(self) -> None:
         for r in self.responses.values():
             r.done.set()
+            r.log.close()
 
     def snapshot(self, response_id: str) -> dict:
         r = self._response(response_id)
@@ -154,6 +160,21 @@ class ResponsesAPI:
         obj = copy.deepcopy(r.obj)
         obj["output"] = [render_item(it, include) for it in r.obj["output"]]
         return obj
+
+    def rendered(self, r: _Response) -> dict:
+        """A snapshot of the response as its creator sees it (the ``include`` it asked for).
+
+        Shallow but safe: the response's own fields are replaced, never changed in place.
+        """
+        return {**r.obj, "output": [render_item(it, r.include) for it in r.obj["output"]]}
+
+    def rendered_item(self, r: _Response, item: dict) -> dict:
+        return render_item(item, r.include)
+
+    def emit(self, r: _Response, type_: str, **fields: Any) -> None:
+        """Append a streaming event; sequence numbers count from 0 per response."""
+        event = {"type": type_, "sequence_number": len(r.log.events), **fields}
+        r.log.append(type_, event)
 
     # --- input normalisation -----------------------------------------------------------------
 
@@ -337,15 +358,11 @@ class ResponsesAPI:
 
     # --- responses -----------------------------------------------------------------------------
 
-    async def create_response(self, request: web.Request) -> web.Response:
+    async def create_response(self, request: web.Request) -> web.StreamResponse:
         body = request[REC].json or {}
-        if body.get("stream"):
-            raise ApiError(
-                400,
-                "FakeOpenAI does not implement stream=true for /v1/responses.",
-                param="stream",
-                violation="unsupported stream=true on /v1/responses",
-            )
+        stream = stream_flag(body.get("stream"))
+        if stream and not self.fake.streaming_supported:
+            raise streaming_unsupported()
         model = body.get("model")
         if not model:
             raise ApiError(400, "Missing required parameter: 'model'.", param="model")
@@ -436,16 +453,67 @@ class ResponsesAPI:
         if conv is not None:
             conv.active.add(rid)
         self.fake.activate(thread, rid)
-        r.task = self.fake.spawn(self._progress(r))
+        self.emit(r, "response.created", response=self.rendered(r))
+        if background:
+            self.emit(r, "response.queued", response=self.rendered(r))
+        stuck = stream and background and self.fake.take_stuck_in_queued()
+        if not stuck:
+            r.task = self.fake.spawn(self._progress(r))
+        if stream and not self.fake.fault_pending(request):
+            return await serve_log(
+                self.fake,
+                request,
+                r.log,
+                0,
+                drop_after=1 if stuck else None,
+                on_disconnect=None if background else lambda: self._abandon(r),
+            )
         if background:
             return web.json_response(self._render(r, r.include))
         await r.done.wait()
         return web.json_response(self._render(r, r.include))
 
-    async def get_response(self, request: web.Request) -> web.Response:
+    def _abandon(self, r: _Response) -> None:
+        """A foreground stream's client went away: the model stops, the turn is lost."""
+        if r.obj["status"] in ("queued", "in_progress"):
+            if r.task is not None:
+                r.task.cancel()
+            self._end(r, "cancelled", [])
+
+    async def get_response(self, request: web.Request) -> web.StreamResponse:
         r = self._response(request.match_info["rid"])
-        include = r.include | set(all_values(request[REC].query, "include"))
+        query = request[REC].query
+        if stream_flag(first(query, "stream") or ""):
+            return await self._resume(request, r, first(query, "starting_after"))
+        include = r.include | set(all_values(query, "include"))
         return web.json_response(self._render(r, include))
+
+    async def _resume(
+        self, request: web.Request, r: _Response, starting_after: str | None
+    ) -> web.StreamResponse:
+        """``GET /responses/{id}?stream=true&starting_after=N``: replay after N, then live."""
+        if not self.fake.streaming_supported:
+            raise streaming_unsupported()
+        if not r.obj["background"]:
+            raise ApiError(
+                400,
+                "This response cannot be streamed because it was not created with background=true.",
+                param="stream",
+                violation=f"stream resume of foreground response {r.obj['id']}",
+            )
+        after = -1
+        if starting_after not in (None, ""):
+            try:
+                after = int(starting_after)
+            except ValueError as e:
+                raise ApiError(
+                    400, "Invalid 'starting_after': expected an integer.", param="starting_after"
+                ) from e
+            if after < -1:
+                raise ApiError(
+                    400, "Invalid 'starting_after': must be >= 0.", param="starting_after"
+                )
+        return await serve_log(self.fake, request, r.log, after + 1)
 
     async def list_input_items(self, request: web.Request) -> web.Response:
         r = self._response(request.match_info["rid"])
@@ -468,28 +536,26 @@ class ResponsesAPI:
         if r.obj["status"] in ("queued", "in_progress"):
             if r.task is not None:
                 r.task.cancel()
+            # No event: the SDK has no "response.cancelled"; open streams just end.
             self._end(r, "cancelled", [])
         return web.json_response(self._render(r, r.include))
 
     async def _progress(self, r: _Response) -> None:
-        await asyncio.sleep(0)
-        if r.obj["status"] == "queued":
-            r.obj["status"] = "in_progress"
-        if r.reply.latency > 0:
-            await asyncio.sleep(r.reply.latency)
-        self._finish(r)
+        await ResponseStream(self, r).play()
 
-    def _finish(self, r: _Response) -> None:
-        reply = r.reply
-        if reply.fail:
-            r.obj["error"] = {
-                "code": reply.fail,
-                "message": f"The model failed to generate a response ({reply.fail}).",
-            }
-            self._end(r, "failed", [])
-            return
-        output = self._build_output(r, reply)
-        status = reply.status or "completed"
+    def fail(
+        self, r: _Response, code: str, event: str | None, *, error_event: bool = False
+    ) -> None:
+        """The model failed: ``response.failed`` (``event``) or an ``error`` event."""
+        message = f"The model failed to generate a response ({code})."
+        r.obj["error"] = {"code": code, "message": message}
+        if error_event:
+            self.emit(r, "error", code=code, message=message, param=None)
+        self._end(r, "failed", [], event)
+
+    def settle(self, r: _Response, output: list[dict]) -> None:
+        """Every output item was played: the response reaches its scripted end."""
+        status = r.reply.status or "completed"
         if status == "incomplete":
             r.obj["incomplete_details"] = {"reason": "max_output_tokens"}
             for it in output:
@@ -497,9 +563,10 @@ class ResponsesAPI:
                     it["status"] = "incomplete"
         elif status != "completed":
             output = []
-        self._end(r, status, output)
+        event = {"completed": "response.completed", "incomplete": "response.incomplete"}
+        self._end(r, status, output, event.get(status))
 
-    def _end(self, r: _Response, status: str, output: list[dict]) -> None:
+    def _end(self, r: _Response, status: str, output: list[dict], event: str | None = None) -> None:
         r.obj["status"] = status
         r.obj["output"] = output
         if status == "completed":
@@ -531,6 +598,9 @@ class ResponsesAPI:
         if conv is not None:
             conv.active.discard(r.obj["id"])
         self.fake.deactivate(r.thread, r.obj["id"])
+        if event is not None:
+            self.emit(r, event, response=self.rendered(r))
+        r.log.close()
         r.done.set()
 
     def _container_for(self, r: _Response) -> str:
@@ -548,7 +618,8 @@ class ResponsesAPI:
             conv.container_id = cid
         return cid
 
-    def _build_output(self, r: _Response, reply: Reply) -> list[dict]:
+    def build_output(self, r: _Response, reply: Reply) -> list[dict]:
+        """The response's final output items (files the code made are stored now)."""
         items: list[dict] = []
         # (file id, filename, is_image) for container_file_citation annotations
         cfiles: list[tuple[str, str, bool]] = []
@@ -578,9 +649,11 @@ class ResponsesAPI:
                     container_id, code.file_name, code.file_bytes or b""
                 )
                 cfiles.append((fid, code.file_name, False))
+            ci_id = new_id("ci_", hex_len=48)
+            r.code_run_times[ci_id] = code.run_time
             items.append(
                 {
-                    "id": new_id("ci_", hex_len=48),
+                    "id": ci_id,
                     "type": "code_interpreter_call",
                     "code": code.code,
                     "container_id": container_id,
@@ -589,6 +662,9 @@ class ResponsesAPI:
                 }
             )
         if reply.function_calls:
+            # A model may say something before it calls a function ("Let's check…").
+            if reply.text:
+                items.append(_message_item(reply.text, []))
             for fc in reply.function_calls:
                 items.append(
                     {
@@ -633,20 +709,17 @@ class ResponsesAPI:
                     "end_index": end,
                 }
             )
-        items.append(
-            {
-                "id": new_id("msg_", hex_len=48),
-                "type": "message",
-                "role": "assistant",
-                "status": "completed",
-                "content": [
-                    {
-                        "type": "output_text",
-                        "text": text,
-                        "annotations": annotations,
-                        "logprobs": [],
-                    }
-                ],
-            }
-        )
+        items.append(_message_item(text, annotations))
         return items
+
+
+def _message_item(text: str, annotations: list[dict]) -> dict:
+    return {
+        "id": new_id("msg_", hex_len=48),
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [
+            {"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}
+        ],
+    }

@@ -7,13 +7,28 @@ import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tests.fakes.openai_model import ModelContext, Reply, approx_tokens, new_id
+from tests.fakes.openai_model import ModelContext, Reply, new_id
+from tests.fakes.openai_run_stream import RunTurn
+from tests.fakes.openai_sse import EventLog
 
 if TYPE_CHECKING:
     from tests.fakes.openai_server import FakeOpenAI
 
 ACTIVE = ("queued", "in_progress", "requires_action", "cancelling")
 RUN_EXPIRY = 600
+_STEP_USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+# A run stream ends with the turn: at one of these events (then ``[DONE]``).
+TURN_END = frozenset(
+    {
+        "thread.run.requires_action",
+        "thread.run.completed",
+        "thread.run.failed",
+        "thread.run.cancelled",
+        "thread.run.expired",
+        "thread.run.incomplete",
+        "error",
+    }
+)
 
 
 @dataclass
@@ -32,6 +47,7 @@ class RunState:
     steps: list[dict] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # call ids awaiting tool outputs
     task: asyncio.Task | None = None
+    log: EventLog = field(default_factory=EventLog)  # stream events of every turn
 
     @property
     def id(self) -> str:
@@ -61,7 +77,7 @@ class RunEngine:
             if run.status == "requires_action" and expires is not None and now > expires:
                 run.obj["required_action"] = None
                 run.obj["last_error"] = None
-                self._close(run, "expired")
+                self.close(run, "expired")
 
     def busy(self) -> list[str]:
         return [
@@ -69,6 +85,10 @@ class RunEngine:
             for rid, run in self.runs.items()
             if run.status in ("queued", "in_progress", "cancelling")
         ]
+
+    def shutdown(self) -> None:
+        for run in self.runs.values():
+            run.log.close()
 
     def run_snapshot(self, run_id: str) -> dict:
         self.tick()
@@ -98,7 +118,18 @@ class RunEngine:
 
     async def _cancel_later(self, run: RunState) -> None:
         await asyncio.sleep(self.fake.cancel_latency)
-        self._close(run, "cancelled")
+        self.close(run, "cancelled")
+
+    # --- events ------------------------------------------------------------------------------
+
+    def emit(self, run: RunState, name: str, data: dict) -> None:
+        """Append an event (a snapshot of ``data``) to the run's stream log.
+
+        A run object's fields are replaced, never changed in place, so a shallow copy
+        suffices; steps and messages grow in place while streaming.
+        """
+        snapshot = dict(data) if data is run.obj else copy.deepcopy(data)
+        run.log.append(name, snapshot)
 
     # --- run progression ---------------------------------------------------------------------
 
@@ -107,11 +138,11 @@ class RunEngine:
         if run.status == "queued":
             run.obj["status"] = "in_progress"
             run.obj["started_at"] = run.obj["started_at"] or self.fake.now()
-        if run.reply.latency > 0:
-            await asyncio.sleep(run.reply.latency)
-        self._finish_turn(run)
+            self.emit(run, "thread.run.in_progress", run.obj)
+        await run.reply.wait_to_write()
+        await RunTurn(self, run).play()
 
-    def _step(self, run: RunState, kind: str, details: dict, status: str = "completed") -> dict:
+    def step(self, run: RunState, kind: str, details: dict, status: str = "completed") -> dict:
         now = self.fake.now()
         step = {
             "id": new_id("step_"),
@@ -129,138 +160,32 @@ class RunEngine:
             "failed_at": None,
             "last_error": None,
             "metadata": {},
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-            if status == "completed"
-            else None,
+            "usage": _STEP_USAGE if status == "completed" else None,
         }
         run.steps.append(step)
         return step
 
-    def _finish_turn(self, run: RunState) -> None:
-        reply = run.reply
-        thread = self.threads.get(run.thread_id)
-        if reply.fail:
-            run.obj["last_error"] = {
-                "code": reply.fail,
-                "message": f"Sorry, something went wrong ({reply.fail}).",
-            }
-            self._close(run, "failed")
-            return
-        if reply.citations:
-            self._step(
-                run,
-                "tool_calls",
-                {
-                    "type": "tool_calls",
-                    "tool_calls": [
-                        {
-                            "id": new_id("call_"),
-                            "type": "file_search",
-                            "file_search": {
-                                "ranking_options": {
-                                    "ranker": "default_2024_08_21",
-                                    "score_threshold": 0.0,
-                                },
-                                "results": [],
-                            },
-                        }
-                    ],
-                },
-            )
-        images: list[str] = []
-        generated: list[tuple[str, str]] = []
-        for code in reply.code:
-            outputs: list[dict] = []
-            if code.logs:
-                outputs.append({"type": "logs", "logs": code.logs})
-            if code.image_png is not None:
-                fid = self.fake.add_file("image.png", code.image_png, "assistants_output")
-                outputs.append({"type": "image", "image": {"file_id": fid}})
-                images.append(fid)
-            if code.file_name is not None:
-                fid = self.fake.add_file(
-                    code.file_name, code.file_bytes or b"", "assistants_output"
-                )
-                generated.append((fid, code.file_name))
-            self._step(
-                run,
-                "tool_calls",
-                {
-                    "type": "tool_calls",
-                    "tool_calls": [
-                        {
-                            "id": new_id("call_"),
-                            "type": "code_interpreter",
-                            "code_interpreter": {"input": code.code, "outputs": outputs},
-                        }
-                    ],
-                },
-            )
-        if reply.function_calls:
-            calls = []
-            for fc in reply.function_calls:
-                call_id = fc.call_id or new_id("call_")
-                calls.append(
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": fc.name, "arguments": fc.arguments},
-                    }
-                )
-                if thread is not None:
-                    thread.history.append(
-                        {
-                            "type": "function_call",
-                            "call_id": call_id,
-                            "name": fc.name,
-                            "arguments": fc.arguments,
-                        }
-                    )
-            self._step(
-                run,
-                "tool_calls",
-                {
-                    "type": "tool_calls",
-                    "tool_calls": [
-                        {**c, "function": {**c["function"], "output": None}} for c in calls
-                    ],
-                },
-                status="in_progress",
-            )
-            run.pending = [c["id"] for c in calls]
-            run.obj["status"] = "requires_action"
-            run.obj["required_action"] = {
-                "type": "submit_tool_outputs",
-                "submit_tool_outputs": {"tool_calls": calls},
-            }
-            return
-        status = reply.status or "completed"
-        if status in ("completed", "incomplete") and thread is not None:
-            msg = self._assistant_message(run, reply, images, generated)
-            if status == "incomplete":
-                msg["status"] = "incomplete"
-                msg["incomplete_at"] = self.fake.now()
-                msg["incomplete_details"] = {"reason": "max_tokens"}
-                run.obj["incomplete_details"] = {"reason": "max_completion_tokens"}
-            thread.messages.append(msg)
-            text = msg["content"][-1]["text"]["value"]
-            thread.history.append({"role": "assistant", "text": text})
-            self._step(
-                run,
-                "message_creation",
-                {
-                    "type": "message_creation",
-                    "message_creation": {"message_id": msg["id"]},
-                },
-            )
-            run.obj["usage"] = {
-                "prompt_tokens": 10,
-                "completion_tokens": approx_tokens(text),
-                "total_tokens": 10 + approx_tokens(text),
-            }
-        self._close(run, status)
+    _step = step  # older e2e tests add steps to a working run through this name
 
-    def _assistant_message(
+    def complete_step(self, run: RunState, step: dict) -> None:
+        step["status"] = "completed"
+        step["completed_at"] = self.fake.now()
+        step["usage"] = dict(_STEP_USAGE)
+        self.emit(run, "thread.run.step.completed", step)
+
+    def fail(self, run: RunState, code: str, *, error_event: bool = False) -> None:
+        """The model failed: ``thread.run.failed`` (after an ``error`` event if scripted so)."""
+        message = f"Sorry, something went wrong ({code})."
+        run.obj["last_error"] = {"code": code, "message": message}
+        if error_event:
+            self.emit(
+                run,
+                "error",
+                {"code": code, "message": message, "param": None, "type": "server_error"},
+            )
+        self.close(run, "failed")
+
+    def assistant_message(
         self, run: RunState, reply: Reply, images: list[str], generated: list[tuple[str, str]]
     ) -> dict:
         text = reply.text or ""
@@ -324,8 +249,8 @@ class RunEngine:
             "incomplete_details": None,
         }
 
-    def _close(self, run: RunState, status: str) -> None:
-        """Move a run to a terminal status and free its thread."""
+    def close(self, run: RunState, status: str) -> None:
+        """Move a run to a terminal status, free its thread, end its stream."""
         now = self.fake.now()
         run.obj["status"] = status
         stamp = {
@@ -349,5 +274,18 @@ class RunEngine:
                     "failed": "failed_at",
                 }.get(step_status, "completed_at")
                 step[key] = now
+        if status != "completed":
+            self._interrupt_messages(run, status)
         run.pending = []
         self.fake.deactivate(run.thread_id, run.id)
+        self.emit(run, f"thread.run.{status}", run.obj)
+        run.log.close()
+
+    def _interrupt_messages(self, run: RunState, status: str) -> None:
+        """A message the run was still writing stays, marked incomplete."""
+        thread = self.threads.get(run.thread_id)
+        for msg in thread.messages if thread is not None else []:
+            if msg["run_id"] == run.id and msg["status"] == "in_progress":
+                msg["status"] = "incomplete"
+                msg["incomplete_at"] = self.fake.now()
+                msg["incomplete_details"] = {"reason": f"run_{status}"}

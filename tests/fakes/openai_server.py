@@ -1,7 +1,8 @@
 """A stateful fake of the OpenAI HTTP API for end-to-end tests, served by aiohttp on 127.0.0.1.
 
 It speaks the Responses + Conversations protocol (``openai_responses``), Assistants v2
-(``openai_assistants``), Files and container files, with wire shapes the openai SDK parses.
+(``openai_assistants``), Chat Completions (``openai_chat``, controlled through ``fake.chat``),
+Files and container files, with wire shapes the openai SDK parses.
 The model is scripted (``fake.model.push(Reply(...))``); protocol rules are enforced the way
 the real service does, and every rule the client breaks is also appended to ``violations``.
 
@@ -14,8 +15,18 @@ the real service does, and every rule the client breaks is also appended to ``vi
 Beyond the agreed API: ``fail_next(..., after_processing=True)`` (the request takes effect,
 then errors: a retried create duplicates), ``response(id)``, ``conversation_items(id)``,
 ``thread_messages(id)``, ``containers``, ``poll_after_ms``, ``cancel_latency``, and
-``model.push`` accepting ``(ModelContext) -> Reply`` callables. Streaming is not implemented
-(400 plus a violation).
+``model.push`` accepting ``(ModelContext) -> Reply`` callables. Chat Completions live in
+``openai_chat`` (``fake.chat``).
+
+Streaming (``openai_sse``): ``POST /responses`` with ``stream: true`` (with or without
+``background``), ``GET /responses/{id}?stream=true&starting_after=N`` for background
+responses, and Assistants runs / thread-and-run / tool-output submissions with ``stream:
+true``. The pace is the scripted ``Reply``'s (``first_token_latency``, ``chunk_chars``,
+``delta_interval``, ``write_time``, ``hold``), streamed or polled alike. Faults:
+``drop_stream_after(k)``, ``stick_next_in_queued()``, ``fail_next(...,
+after_processing=True)`` on a stream create, and ``streaming_supported = False`` (a
+compatible server that cannot stream). What was written on each stream is in
+``requests[i].sse``; ``wait_for_sse(predicate)`` waits for an event to be written.
 """
 
 from __future__ import annotations
@@ -25,13 +36,14 @@ import json
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from tests.fakes.openai_assistants import AssistantsAPI
+from tests.fakes.openai_chat import CUT_STREAM, ChatCompletionsAPI
 from tests.fakes.openai_files import FilesAPI
 from tests.fakes.openai_model import (
     REC,
@@ -48,6 +60,7 @@ from tests.fakes.openai_model import (
     not_found,
 )
 from tests.fakes.openai_responses import ResponsesAPI
+from tests.fakes.openai_sse import StreamDrop
 
 __all__ = [
     "ApiError",
@@ -99,6 +112,9 @@ class _Fault:
     method: str | None = None  # only requests with this HTTP method (None: any)
 
 
+PENDING_FAULT = web.RequestKey("fake_openai_pending_fault", _Fault)
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.base_url = ""
@@ -114,6 +130,10 @@ class FakeOpenAI:
         # Sent as `openai-poll-after-ms` on run retrievals; the SDK's runs.poll() honours it.
         self.poll_after_ms = 20
         self.cancel_latency = 0.02  # real seconds a run stays "cancelling"
+        # False: a compatible server without streaming (``stream: true`` answers 400).
+        self.streaming_supported = True
+        self._drops: list[StreamDrop] = []
+        self._stuck_in_queued = 0
         self._file_created: dict[str, int] = {}
         self._tool_outputs: list[dict] = []
         self._user_messages: list[tuple[str, str]] = []
@@ -125,6 +145,7 @@ class FakeOpenAI:
         self.files_api = FilesAPI(self)
         self.responses_api = ResponsesAPI(self)
         self.assistants_api = AssistantsAPI(self)
+        self.chat = ChatCompletionsAPI(self)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -134,6 +155,7 @@ class FakeOpenAI:
             *self.files_api.routes(),
             *self.responses_api.routes(),
             *self.assistants_api.routes(),
+            *self.chat.routes(),
         ]:
             app.router.add_route(method, path, handler)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
@@ -150,6 +172,8 @@ class FakeOpenAI:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.responses_api.shutdown()
+        self.chat.shutdown()
+        self.assistants_api.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -228,16 +252,63 @@ class FakeOpenAI:
         deadline = loop.time() + timeout
         while True:
             self.tick()
-            busy = [*self.responses_api.busy(), *self.assistants_api.busy()]
+            busy = [*self.responses_api.busy(), *self.assistants_api.busy(), *self.chat.busy()]
             if not busy:
                 return
             if loop.time() > deadline:
                 raise TimeoutError(f"FakeOpenAI still busy after {timeout}s: {busy}")
             await asyncio.sleep(0.005)
 
+    async def wait_for_sse(self, predicate: Callable[[dict], bool], timeout: float = 10) -> dict:
+        """Until an event written on any stream satisfies ``predicate``; returns its data."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for rec in self.requests:
+                for _name, data in rec.sse:
+                    if predicate(data):
+                        return data
+            if loop.time() > deadline:
+                raise TimeoutError(f"no matching stream event within {timeout}s")
+            await asyncio.sleep(0.005)
+
     def tick(self) -> None:
         """Apply the fake clock (run expiry). Done lazily on every request and accessor."""
         self.assistants_api.tick()
+
+    def drop_stream_after(self, events: int, *, path_contains: str = "", count: int = 1) -> None:
+        """Cut the next ``count`` SSE streams (whose path contains the string) after ``events``
+        events, without a clean end (the SDK raises ``APIConnectionError``).
+
+        The response or run goes on server-side (a foreground Responses stream excepted: its
+        model stops with the connection, as OpenAI's does), so a resume finds the rest.
+        """
+        self._drops.append(StreamDrop(events, path_contains, count))
+
+    def stick_next_in_queued(self, count: int = 1) -> None:
+        """The known service bug: the next background stream is cut after its first event
+        and the response stays ``queued`` for good (polls and resumes show nothing more)
+        until ``POST /responses/{id}/cancel``; its conversation stays locked meanwhile."""
+        self._stuck_in_queued += count
+
+    def take_stream_drop(self, path: str) -> int | None:
+        for drop in self._drops:
+            if drop.path_contains in path:
+                drop.count -= 1
+                if drop.count <= 0:
+                    self._drops.remove(drop)
+                return drop.after
+        return None
+
+    def take_stuck_in_queued(self) -> bool:
+        if self._stuck_in_queued <= 0:
+            return False
+        self._stuck_in_queued -= 1
+        return True
+
+    def fault_pending(self, request: web.Request) -> bool:
+        """An ``after_processing`` fault will replace this answer: do not start a stream."""
+        return PENDING_FAULT in request
 
     # --- shared helpers for the protocol modules ---------------------------------------------
 
@@ -383,6 +454,8 @@ class FakeOpenAI:
         fault = self._take_fault("fail", request.path, request.method)
         if fault is not None and not fault.after_processing:
             return self._fault_response(fault)
+        if fault is not None:
+            request[PENDING_FAULT] = fault
         self.tick()
         if request.path.startswith(("/v1/assistants", "/v1/threads")):
             beta = request.headers.get("OpenAI-Beta", "")
@@ -393,6 +466,8 @@ class FakeOpenAI:
                     "Please try again by setting the header 'OpenAI-Beta: assistants=v2'.",
                     violation=f"missing OpenAI-Beta header on {request.method} {request.path}",
                 )
+        if fault is not None:
+            request[CUT_STREAM] = True
         try:
             resp = await handler(request)
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as e:
@@ -401,6 +476,6 @@ class FakeOpenAI:
                 f"Invalid URL ({request.method} {request.path})",
                 violation=f"unsupported endpoint {request.method} {request.path}",
             ) from e
-        if fault is not None:
+        if fault is not None and not resp.prepared:
             return self._fault_response(fault)
         return resp

@@ -86,6 +86,19 @@ class _Checker:
             self.options(element.get("options"), pointer + "/options", max_items=10)
         elif kind == "overflow":
             self.options(element.get("options"), pointer + "/options", max_items=5)
+        elif kind == "feedback_buttons":
+            for key in ("positive_button", "negative_button"):
+                button = element.get(key)
+                if not isinstance(button, dict):
+                    self.errors.append(_err(f"missing required field: {key}", pointer))
+                    continue
+                self.text_object(button.get("text"), f"{pointer}/{key}/text", 75, plain_only=True)
+                value = button.get("value")
+                if not isinstance(value, str) or not value:
+                    self.errors.append(_err("missing required field: value", f"{pointer}/{key}"))
+                self.max_len(value, 2000, f"{pointer}/{key}/value")
+                label = button.get("accessibility_label")
+                self.max_len(label, 75, f"{pointer}/{key}/accessibility_label")
         elif kind == "plain_text_input":
             for key in ("max_length", "min_length"):
                 value = element.get(key)
@@ -153,6 +166,22 @@ class _Checker:
             for j, element in enumerate(elements if isinstance(elements, list) else []):
                 if isinstance(element, dict) and element.get("type") in ("plain_text", "mrkdwn"):
                     self.text_object(element, f"{bp}/elements/{j}", 3000)
+        elif kind == "context_actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not elements:
+                self.errors.append(_err("must provide at least 1 item", bp + "/elements"))
+                return
+            self.max_items(elements, 5, bp + "/elements")
+            for j, element in enumerate(elements):
+                kind_j = element.get("type") if isinstance(element, dict) else None
+                if kind_j not in ("feedback_buttons", "icon_button"):
+                    self.errors.append(
+                        _err(
+                            "must be one of the provided values: feedback_buttons, icon_button",
+                            f"{bp}/elements/{j}/type",
+                        )
+                    )
+                self.element(element, f"{bp}/elements/{j}")
         elif kind == "markdown":
             text = block.get("text")
             if not isinstance(text, str) or not text:

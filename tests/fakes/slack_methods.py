@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from tests.fakes.slack_server import FakeSlack
 
 MAX_TEXT = 40_000  # Slack truncates longer message text
+MAX_UPDATE_TEXT = 4_000  # chat.update refuses longer text (msg_too_long)
 MAX_MARKDOWN_TEXT = 12_000
+MAX_LOADING_MESSAGES = 10
 
 Args = dict[str, Any]
 Handler = Callable[["FakeSlack", Args], dict[str, Any]]
@@ -36,18 +38,18 @@ class SlackFailure(Exception):
         self.extra = extra
 
 
-def _invalid_arguments(message: str) -> SlackFailure:
+def invalid_arguments(message: str) -> SlackFailure:
     return SlackFailure("invalid_arguments", response_metadata={"messages": [f"[ERROR] {message}"]})
 
 
 def _required(args: Args, name: str) -> Any:
     value = args.get(name)
     if value is None or value == "":
-        raise _invalid_arguments(f"missing required field: {name}")
+        raise invalid_arguments(f"missing required field: {name}")
     return value
 
 
-def _channel(fake: FakeSlack, args: Args, key: str = "channel") -> str:
+def channel_arg(fake: FakeSlack, args: Args, key: str = "channel") -> str:
     channel = args.get(key)
     if not channel or str(channel) in fake.unknown_channels:
         raise SlackFailure("channel_not_found")
@@ -57,19 +59,19 @@ def _channel(fake: FakeSlack, args: Args, key: str = "channel") -> str:
     return channel
 
 
-def _require_member(fake: FakeSlack, channel: str) -> None:
+def require_member(fake: FakeSlack, channel: str) -> None:
     if fake.bot_user_id not in fake.members[channel]:
         raise SlackFailure("not_in_channel")
 
 
-def _message(fake: FakeSlack, channel: str, ts: Any) -> dict[str, Any]:
+def message_arg(fake: FakeSlack, channel: str, ts: Any) -> dict[str, Any]:
     message = fake.find_message(channel, str(ts)) if ts else None
     if message is None:
         raise SlackFailure("message_not_found")
     return message
 
 
-def _check_blocks(blocks: Any) -> None:
+def check_blocks(blocks: Any) -> None:
     if isinstance(blocks, str):  # a JSON string that did not parse
         raise SlackFailure("invalid_blocks_format")
     errors = message_block_errors(blocks)
@@ -85,12 +87,34 @@ def _content(args: Args) -> tuple[str | None, list[dict[str, Any]] | None, str |
     if not text and not blocks and not markdown and not args.get("attachments"):
         raise SlackFailure("no_text")
     if blocks is not None:
-        _check_blocks(blocks)
+        check_blocks(blocks)
     if markdown is not None and len(str(markdown)) > MAX_MARKDOWN_TEXT:
         raise SlackFailure("msg_too_long")
     if text is not None:
         text = str(text)[:MAX_TEXT]
     return text, blocks, (str(markdown) if markdown is not None else None)
+
+
+def checked_metadata(args: Args) -> dict[str, Any] | None:
+    """Message ``metadata``: ``{"event_type": str, "event_payload": {…}}``."""
+    metadata = args.get("metadata")
+    if metadata is None:
+        return None
+    if (
+        not isinstance(metadata, dict)
+        or not isinstance(metadata.get("event_type"), str)
+        or not metadata["event_type"]
+        or not isinstance(metadata.get("event_payload"), dict)
+    ):
+        raise SlackFailure("invalid_metadata_format")
+    return metadata
+
+
+def _flag(value: Any) -> bool:
+    """A boolean argument as slack_sdk sends it ("1"/"0", "true"/"false" or JSON)."""
+    if isinstance(value, str):
+        return value.lower() in ("1", "true")
+    return bool(value)
 
 
 # ---------------------------------------------------------------------------- auth, socket
@@ -117,9 +141,10 @@ def apps_connections_open(fake: FakeSlack, args: Args) -> dict[str, Any]:
 
 
 def chat_post_message(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel = _channel(fake, args)
-    _require_member(fake, channel)
+    channel = channel_arg(fake, args)
+    require_member(fake, channel)
     text, blocks, markdown = _content(args)
+    metadata = checked_metadata(args)
     message = fake.bot_message(
         channel,
         text=text,
@@ -127,17 +152,22 @@ def chat_post_message(fake: FakeSlack, args: Args) -> dict[str, Any]:
         markdown_text=markdown,
         thread_ts=str(args["thread_ts"]) if args.get("thread_ts") else None,
         attachments=args.get("attachments"),
-        metadata=args.get("metadata"),
+        metadata=metadata,
     )
     return {"channel": channel, "ts": message["ts"], "message": fake.public(message)}
 
 
 def chat_update(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel = _channel(fake, args)
-    message = _message(fake, channel, args.get("ts"))
+    channel = channel_arg(fake, args)
+    message = message_arg(fake, channel, args.get("ts"))
     if message.get("bot_id") != fake.bot_id:
         raise SlackFailure("cant_update_message")
+    if fake.is_streaming(channel, message["ts"]):
+        raise SlackFailure("streaming_state_conflict")
+    if args.get("text") is not None and len(str(args["text"])) > MAX_UPDATE_TEXT:
+        raise SlackFailure("msg_too_long")
     text, blocks, markdown = _content(args)
+    metadata = checked_metadata(args)
     if markdown is not None:
         message.update(markdown_text=markdown, text=markdown, blocks=[])
     else:
@@ -145,8 +175,11 @@ def chat_update(fake: FakeSlack, args: Args) -> dict[str, Any]:
             message["text"] = text
         if "blocks" in args:
             message["blocks"] = blocks or []
+        message["markdown_text"] = None
     if "attachments" in args:
         message["attachments"] = args["attachments"]
+    if metadata is not None:
+        message["metadata"] = metadata
     message["edited"] = {"user": fake.bot_user_id, "ts": next_ts()}
     return {
         "channel": channel,
@@ -157,8 +190,8 @@ def chat_update(fake: FakeSlack, args: Args) -> dict[str, Any]:
 
 
 def chat_delete(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel = _channel(fake, args)
-    message = _message(fake, channel, args.get("ts"))
+    channel = channel_arg(fake, args)
+    message = message_arg(fake, channel, args.get("ts"))
     if message.get("bot_id") != fake.bot_id:
         raise SlackFailure("cant_delete_message")
     fake.messages[channel].remove(message)
@@ -166,8 +199,8 @@ def chat_delete(fake: FakeSlack, args: Args) -> dict[str, Any]:
 
 
 def chat_post_ephemeral(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel = _channel(fake, args)
-    _require_member(fake, channel)
+    channel = channel_arg(fake, args)
+    require_member(fake, channel)
     user = _required(args, "user")
     text, blocks, markdown = _content(args)
     ts = next_ts()
@@ -186,7 +219,7 @@ def chat_post_ephemeral(fake: FakeSlack, args: Args) -> dict[str, Any]:
 
 
 def chat_get_permalink(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel = _channel(fake, args)
+    channel = channel_arg(fake, args)
     ts = str(_required(args, "message_ts"))
     link = f"https://{fake.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
     message = fake.find_message(channel, ts)
@@ -195,60 +228,11 @@ def chat_get_permalink(fake: FakeSlack, args: Args) -> dict[str, Any]:
     return {"channel": channel, "permalink": link}
 
 
-def _chunks_text(args: Args) -> str:
-    text = str(args.get("markdown_text") or "")
-    for chunk in args.get("chunks") or []:
-        if isinstance(chunk, dict) and chunk.get("type") == "markdown_text":
-            text += str(chunk.get("text", ""))
-    return text
-
-
-def _streaming_message(fake: FakeSlack, args: Args) -> tuple[str, dict[str, Any]]:
-    channel = _channel(fake, args)
-    message = _message(fake, channel, args.get("ts"))
-    if (channel, message["ts"]) not in fake._streaming:
-        raise SlackFailure("message_not_in_streaming_state")
-    return channel, message
-
-
-def chat_start_stream(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel = _channel(fake, args)
-    _require_member(fake, channel)
-    thread_ts = str(args["thread_ts"]) if args.get("thread_ts") else None
-    text = _chunks_text(args)
-    message = fake.bot_message(channel, text=text, markdown_text=text, thread_ts=thread_ts)
-    fake._streaming.add((channel, message["ts"]))
-    return {"channel": channel, "ts": message["ts"]}
-
-
-def chat_append_stream(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel, message = _streaming_message(fake, args)
-    text = _chunks_text(args)
-    if not text:
-        raise SlackFailure("no_text")
-    message["markdown_text"] = (message.get("markdown_text") or "") + text
-    message["text"] = message["markdown_text"]
-    return {"channel": channel, "ts": message["ts"]}
-
-
-def chat_stop_stream(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel, message = _streaming_message(fake, args)
-    if args.get("blocks") is not None:
-        _check_blocks(args["blocks"])
-        message["blocks"] = args["blocks"]
-    if args.get("metadata") is not None:
-        message["metadata"] = args["metadata"]
-    message["markdown_text"] = (message.get("markdown_text") or "") + _chunks_text(args)
-    message["text"] = message["markdown_text"]
-    fake._streaming.discard((channel, message["ts"]))
-    return {"channel": channel, "ts": message["ts"], "message": fake.public(message)}
-
-
 # ---------------------------------------------------------------------------- reactions
 
 
 def _reaction_target(fake: FakeSlack, args: Args) -> tuple[str, str, str]:
-    channel = _channel(fake, args)
+    channel = channel_arg(fake, args)
     ts = str(_required(args, "timestamp"))
     name = args.get("name")
     if not name:
@@ -294,16 +278,37 @@ def _page(items: list[dict[str, Any]], args: Args) -> tuple[list[dict[str, Any]]
     return page, next_cursor
 
 
+def _in_time_range(messages: list[dict[str, Any]], args: Args) -> list[dict[str, Any]]:
+    """Slack's ``oldest``/``latest`` bounds (exclusive unless ``inclusive``), oldest first."""
+    inclusive = str(args.get("inclusive") or "").lower() in ("1", "true")
+    oldest, latest = args.get("oldest"), args.get("latest")
+
+    def inside(ts: str) -> bool:
+        key = ts_key(ts)
+        if oldest:
+            low = ts_key(str(oldest))
+            if key < low or (key == low and not inclusive):
+                return False
+        if latest:
+            high = ts_key(str(latest))
+            if key > high or (key == high and not inclusive):
+                return False
+        return True
+
+    return [m for m in messages if inside(m["ts"])]
+
+
 def conversations_replies(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel = _channel(fake, args)
+    channel = channel_arg(fake, args)
     ts = str(_required(args, "ts"))
     parent = fake.find_message(channel, ts)
     replies = fake.thread(channel, ts)
     if parent is None and not replies:
         raise SlackFailure("thread_not_found")
-    messages = [fake.public(m) for m in replies]
+    with_metadata = _flag(args.get("include_all_metadata"))
+    messages = [fake.public(m, metadata=with_metadata) for m in replies]
     if parent is not None:
-        head = fake.public(parent)
+        head = fake.public(parent, metadata=with_metadata)
         if replies:
             head.update(
                 thread_ts=ts,
@@ -312,7 +317,7 @@ def conversations_replies(fake: FakeSlack, args: Args) -> dict[str, Any]:
                 latest_reply=replies[-1]["ts"],
             )
         messages.insert(0, head)
-    page, next_cursor = _page(messages, args)
+    page, next_cursor = _page(_in_time_range(messages, args), args)
     return {
         "messages": page,
         "has_more": bool(next_cursor),
@@ -321,10 +326,11 @@ def conversations_replies(fake: FakeSlack, args: Args) -> dict[str, Any]:
 
 
 def conversations_history(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel = _channel(fake, args)
+    channel = channel_arg(fake, args)
     top = [m for m in fake.messages.get(channel, []) if m.get("thread_ts") in (None, m["ts"])]
     top = sorted(top, key=lambda m: ts_key(m["ts"]), reverse=True)
-    page, next_cursor = _page([fake.public(m) for m in top], args)
+    with_metadata = _flag(args.get("include_all_metadata"))
+    page, next_cursor = _page([fake.public(m, metadata=with_metadata) for m in top], args)
     return {
         "messages": page,
         "has_more": bool(next_cursor),
@@ -354,11 +360,11 @@ def _conversation(fake: FakeSlack, channel: str) -> dict[str, Any]:
 
 
 def conversations_info(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    return {"channel": _conversation(fake, _channel(fake, args))}
+    return {"channel": _conversation(fake, channel_arg(fake, args))}
 
 
 def conversations_join(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    channel = _channel(fake, args)
+    channel = channel_arg(fake, args)
     already = fake.bot_user_id in fake.members[channel]
     fake.members[channel].add(fake.bot_user_id)
     result: dict[str, Any] = {"channel": _conversation(fake, channel)}
@@ -370,7 +376,7 @@ def conversations_join(fake: FakeSlack, args: Args) -> dict[str, Any]:
 
 def conversations_open(fake: FakeSlack, args: Args) -> dict[str, Any]:
     if args.get("channel"):
-        return {"channel": {"id": _channel(fake, args)}}
+        return {"channel": {"id": channel_arg(fake, args)}}
     users = str(_required(args, "users")).split(",")
     return {"channel": {"id": "D" + users[0].strip()}}
 
@@ -483,7 +489,7 @@ def views_push(fake: FakeSlack, args: Args) -> dict[str, Any]:
 def views_update(fake: FakeSlack, args: Args) -> dict[str, Any]:
     view_id, external_id = args.get("view_id"), args.get("external_id")
     if not view_id and not external_id:
-        raise _invalid_arguments("missing required field: view_id or external_id")
+        raise invalid_arguments("missing required field: view_id or external_id")
     if not view_id:
         view_id = next(
             (k for k, v in fake._views_by_id.items() if v["view"]["external_id"] == external_id),
@@ -508,8 +514,15 @@ def views_update(fake: FakeSlack, args: Args) -> dict[str, Any]:
 
 def views_publish(fake: FakeSlack, args: Args) -> dict[str, Any]:
     user = str(_required(args, "user_id"))
-    full = _full_view(fake, _view_arg(args))
+    view = _view_arg(args)
+    if view.get("type") != "home":
+        raise invalid_arguments("must be one of the provided values: home [json-pointer:/view]")
+    current = fake.home_views.get(user)
+    if args.get("hash") and (current is None or args["hash"] != current["hash"]):
+        raise SlackFailure("hash_conflict")
+    full = _full_view(fake, view, view_id=current["id"] if current else None)
     _record_view(fake, "views.publish", full, None, user)
+    fake.home_views[user] = full
     return {"view": full}
 
 
@@ -517,11 +530,21 @@ def views_publish(fake: FakeSlack, args: Args) -> dict[str, Any]:
 
 
 def assistant_threads_set_status(fake: FakeSlack, args: Args) -> dict[str, Any]:
-    _required(args, "channel_id")
-    _required(args, "thread_ts")
-    if "status" not in args:
-        raise _invalid_arguments("missing required field: status")
+    """Shown under the thread until the bot's next reply there, an empty status or 2 min."""
+    channel = channel_arg(fake, {"channel": _required(args, "channel_id")})
+    require_member(fake, channel)
+    thread_ts = str(_required(args, "thread_ts"))
+    if "status" not in args or args["status"] is None:
+        raise invalid_arguments("missing required field: status")
+    loading = args.get("loading_messages")
+    if loading is not None and (
+        not isinstance(loading, list) or len(loading) > MAX_LOADING_MESSAGES
+    ):
+        raise invalid_arguments(
+            f"loading_messages must be an array of at most {MAX_LOADING_MESSAGES} strings"
+        )
     fake.statuses.append(dict(args))
+    fake.set_status(channel, thread_ts, str(args["status"]), loading)
     return {}
 
 
@@ -546,12 +569,12 @@ def files_get_upload_url_external(fake: FakeSlack, args: Args) -> dict[str, Any]
 def files_complete_upload_external(fake: FakeSlack, args: Args) -> dict[str, Any]:
     requested = _required(args, "files")
     if not isinstance(requested, list) or not requested:
-        raise _invalid_arguments("files must be a non-empty list")
+        raise invalid_arguments("files must be a non-empty list")
     channel = None
     if args.get("channel_id") or args.get("channels"):
         key = "channel_id" if args.get("channel_id") else "channels"
-        channel = _channel(fake, {"channel": str(args[key]).split(",")[0]})
-        _require_member(fake, channel)
+        channel = channel_arg(fake, {"channel": str(args[key]).split(",")[0]})
+        require_member(fake, channel)
     thread_ts = str(args["thread_ts"]) if args.get("thread_ts") else None
     created: list[dict[str, Any]] = []
     for item in requested:
@@ -606,9 +629,6 @@ METHODS: dict[str, Handler] = {
     "chat.delete": chat_delete,
     "chat.postEphemeral": chat_post_ephemeral,
     "chat.getPermalink": chat_get_permalink,
-    "chat.startStream": chat_start_stream,
-    "chat.appendStream": chat_append_stream,
-    "chat.stopStream": chat_stop_stream,
     "reactions.add": reactions_add,
     "reactions.remove": reactions_remove,
     "conversations.replies": conversations_replies,
@@ -626,3 +646,5 @@ METHODS: dict[str, Handler] = {
     "files.getUploadURLExternal": files_get_upload_url_external,
     "files.completeUploadExternal": files_complete_upload_external,
 }
+
+from tests.fakes import slack_agent_methods  # noqa: E402, F401  (adds the agent-app methods)

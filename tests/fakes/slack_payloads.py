@@ -219,19 +219,44 @@ def message_changed(
 
 
 def assistant_thread_started(
-    *, user: str = "U1", channel: str = "D1", thread_ts: str | None = None, team: str = "T1"
+    *,
+    user: str = "U1",
+    channel: str = "D1",
+    thread_ts: str | None = None,
+    team: str = "T1",
+    context_channel: str | None = None,
 ) -> dict[str, Any]:
-    """The ``assistant_thread_started`` event of the AI-app side panel."""
+    """The ``assistant_thread_started`` event of the legacy AI-app side panel.
+
+    ``context_channel``: the channel the student was viewing when they opened it.
+    """
     ts = next_ts()
     return {
         "type": "assistant_thread_started",
         "assistant_thread": {
             "user_id": user,
-            "context": {"channel_id": None, "team_id": team, "enterprise_id": None},
+            "context": {"channel_id": context_channel, "team_id": team, "enterprise_id": None},
             "channel_id": channel,
             "thread_ts": thread_ts or ts,
         },
         "event_ts": ts,
+    }
+
+
+def app_uninstalled() -> dict[str, Any]:
+    """``app_uninstalled``: the app was removed from the workspace of the envelope."""
+    return {"type": "app_uninstalled", "event_ts": next_ts()}
+
+
+def tokens_revoked(
+    *, bot: list[str] | None = None, oauth: list[str] | None = None
+) -> dict[str, Any]:
+    """``tokens_revoked``: ``bot`` lists the bot user ids whose bot tokens were revoked,
+    ``oauth`` the users whose user tokens were."""
+    return {
+        "type": "tokens_revoked",
+        "tokens": {"oauth": list(oauth or []), "bot": list(bot or [])},
+        "event_ts": next_ts(),
     }
 
 
@@ -620,3 +645,203 @@ class SlackSender:
         """The ``url_verification`` handshake Slack sends when the Request URL is saved."""
         body = {"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"}
         return await self.post_raw(json.dumps(body).encode(), content_type="application/json")
+
+
+# ---------------------------------------------------------------------------
+# agent surfaces: Messages and Home tabs, context, Stop, feedback, DMs
+#
+# Shapes from docs.slack.dev (events app_home_opened, app_context_changed,
+# agent_session_stopped, assistant_thread_context_changed; the feedback buttons element;
+# @slack/types AppContextChangedEvent and bolt-js FeedbackButtonsAction for fields the
+# event pages' examples leave out).
+
+CHANNEL_ENTITY = "slack#/types/channel_id"
+MESSAGE_ENTITY = "slack#/types/message_context"
+
+
+def dm_channel(user: str) -> str:
+    """The fake's id for the DM between ``user`` and the app (what ``conversations.open`` gives)."""
+    return f"D{user}"
+
+
+def app_context(context_channel: str | None, *, team: str = "T1") -> dict[str, Any]:
+    """The agent ``context`` object: what the student is viewing, most relevant first.
+
+    Empty (``{}``) when they are viewing nothing Slack reports.
+    """
+    if context_channel is None:
+        return {}
+    return {"entities": [{"type": CHANNEL_ENTITY, "value": context_channel, "team_id": team}]}
+
+
+def app_home_opened(
+    *,
+    user: str = "U1",
+    tab: str = "messages",
+    channel: str | None = None,
+    view: dict[str, Any] | None = None,
+    context_channel: str | None = None,
+    team: str = "T1",
+) -> dict[str, Any]:
+    """``app_home_opened``: the student opened the app's Messages tab (``tab="messages"``,
+    where an agent app greets) or its Home tab (``tab="home"``).
+
+    ``channel`` is the DM with the app (default :func:`dm_channel`). ``view`` is the current
+    Home view, which Slack includes once one has been published. ``context_channel`` adds
+    the ``context`` Slack sends apps subscribed to ``app_context_changed``.
+    """
+    event: dict[str, Any] = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": channel or dm_channel(user),
+        "tab": tab,
+        "event_ts": next_ts(),
+    }
+    if view is not None:
+        event["view"] = view
+    if context_channel is not None:
+        event["context"] = app_context(context_channel, team=team)
+    return event
+
+
+def app_context_changed(
+    *,
+    user: str = "U1",
+    channel: str | None = None,
+    context_channel: str | None = None,
+    entities: list[dict[str, Any]] | None = None,
+    team: str = "T1",
+) -> dict[str, Any]:
+    """``app_context_changed``: the student, with the agent open, now views ``context_channel``.
+
+    ``entities`` replaces the generated list (e.g. a ``message_context`` entity); with
+    neither, the context is ``{}`` as Slack sends it when nothing is in view.
+    """
+    context = app_context(context_channel, team=team)
+    if entities is not None:
+        context = {"entities": entities}
+    return {
+        "type": "app_context_changed",
+        "user": user,
+        "channel": channel or dm_channel(user),
+        "context": context,
+        "event_ts": next_ts(),
+    }
+
+
+def agent_session_stopped(
+    *,
+    user: str = "U1",
+    channel: str | None = None,
+    thread_ts: str,
+    streaming_message_ts: list[str] | None = None,
+) -> dict[str, Any]:
+    """``agent_session_stopped``: the student pressed Stop on the session in ``thread_ts``.
+
+    ``streaming_message_ts`` lists the app's live streams Slack stopped (empty if none);
+    ``slack_agent_methods.stop_session`` builds it from the fake's state.
+    """
+    return {
+        "type": "agent_session_stopped",
+        "user": user,
+        "channel": channel or dm_channel(user),
+        "thread_ts": thread_ts,
+        "streaming_message_ts": list(streaming_message_ts or []),
+        "event_ts": next_ts(),
+    }
+
+
+def assistant_thread_context_changed(
+    *,
+    user: str = "U1",
+    channel: str = "D1",
+    thread_ts: str,
+    context_channel: str | None,
+    team: str = "T1",
+) -> dict[str, Any]:
+    """The legacy container's ``assistant_thread_context_changed``."""
+    return {
+        "type": "assistant_thread_context_changed",
+        "assistant_thread": {
+            "user_id": user,
+            "context": {"channel_id": context_channel, "team_id": team, "enterprise_id": None},
+            "channel_id": channel,
+            "thread_ts": thread_ts,
+        },
+        "event_ts": next_ts(),
+    }
+
+
+def dm_message(
+    *,
+    text: str,
+    user: str = "U1",
+    channel: str | None = None,
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    team: str = "T1",
+) -> dict[str, Any]:
+    """A ``message.im`` event; without ``thread_ts`` it is the first message of a DM
+    conversation (top level, as a student's first message in the Messages tab arrives)."""
+    return message(
+        text=text,
+        user=user,
+        channel=channel or dm_channel(user),
+        channel_type="im",
+        ts=ts,
+        thread_ts=thread_ts,
+        team=team,
+    )
+
+
+def _feedback_element(message: dict[str, Any], action_id: str | None) -> tuple[str, dict[str, Any]]:
+    for block in message.get("blocks") or []:
+        for element in block.get("elements") or []:
+            if (
+                isinstance(element, dict)
+                and element.get("type") == "feedback_buttons"
+                and action_id in (None, element.get("action_id"))
+            ):
+                return str(block.get("block_id", "")), element
+    raise ValueError(f"no feedback_buttons element {action_id or ''} in the message")
+
+
+def feedback_click(
+    *,
+    message: dict[str, Any],
+    positive: bool = True,
+    user: str = "U1",
+    channel: str = "C1",
+    action_id: str | None = None,
+    team: str = "T1",
+    response_url: str | None = None,
+) -> dict[str, Any]:
+    """A click on the 👍 (``positive``) or 👎 button of a stored message's feedback buttons.
+
+    The ``block_actions`` payload's ``actions[0]`` is ``{type: "feedback_buttons",
+    action_id, block_id, value, text, action_ts}`` with the clicked button's ``value`` and
+    text; the container names the message (ts, channel, thread).
+    """
+    block_id, element = _feedback_element(message, action_id)
+    button = element["positive_button" if positive else "negative_button"]
+    payload = block_actions(
+        action_id=str(element.get("action_id", "")),
+        value=button["value"],
+        user=user,
+        channel=channel,
+        message=message,
+        block_id=block_id,
+        team=team,
+        response_url=response_url,
+    )
+    payload["actions"] = [
+        {
+            "type": "feedback_buttons",
+            "action_id": element.get("action_id"),
+            "block_id": block_id,
+            "value": button["value"],
+            "text": button["text"],
+            "action_ts": next_ts(),
+        }
+    ]
+    return payload

@@ -91,6 +91,36 @@ async def test_post_thread_update_delete(fake: FakeSlack, client: AsyncWebClient
     assert err.response["error"] == "thread_not_found"
 
 
+async def test_replies_page_with_a_cursor_and_a_time_range(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    parent = fake.add_message(p.message(text="parent"))
+    assert parent is not None
+    replies = [fake.add_message(p.message(text=f"r{i}", thread_ts=parent["ts"])) for i in range(5)]
+    ts = [parent["ts"]] + [r["ts"] for r in replies if r is not None]
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await client.conversations_replies(
+            channel="C1", ts=parent["ts"], limit=2, cursor=cursor
+        )
+        seen += [m["ts"] for m in page["messages"]]
+        cursor = page["response_metadata"]["next_cursor"]
+        assert page["has_more"] is bool(cursor)
+        if not cursor:
+            break
+    assert seen == ts  # oldest first, parent first
+    # latest/oldest bound the range, exclusive unless inclusive.
+    until = await client.conversations_replies(channel="C1", ts=parent["ts"], latest=ts[3])
+    assert [m["ts"] for m in until["messages"]] == ts[:3]
+    until = await client.conversations_replies(
+        channel="C1", ts=parent["ts"], latest=ts[3], inclusive=True
+    )
+    assert [m["ts"] for m in until["messages"]] == ts[:4]
+    since = await client.conversations_replies(channel="C1", ts=parent["ts"], oldest=ts[3])
+    assert [m["ts"] for m in since["messages"]] == ts[4:]
+
+
 @pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")
 async def test_message_rules(fake: FakeSlack, client: AsyncWebClient) -> None:
     assert (await _error(client.chat_postMessage(channel="C1"))).response["error"] == "no_text"
@@ -187,8 +217,8 @@ async def test_fail_disconnect_and_delay(fake: FakeSlack, client: AsyncWebClient
     assert time.monotonic() - started >= 0.2
 
     # Unknown methods answer ok and are recorded.
-    await client.api_call("assistant.threads.setTitle", json={"channel_id": "D1", "title": "x"})
-    assert fake.calls[-1].method == "assistant.threads.setTitle" and fake.calls[-1].ok
+    await client.api_call("bookmarks.list", json={"channel_id": "C1"})
+    assert fake.calls[-1].method == "bookmarks.list" and fake.calls[-1].ok
 
 
 async def test_reactions_status_ephemeral_permalink(
@@ -226,7 +256,13 @@ async def test_reactions_status_ephemeral_permalink(
 
 
 async def test_streaming(fake: FakeSlack, client: AsyncWebClient) -> None:
-    start = await client.chat_startStream(channel="C1", thread_ts="1.1", markdown_text="Hel")
+    start = await client.chat_startStream(
+        channel="C1",
+        thread_ts="1.1",
+        markdown_text="Hel",
+        recipient_user_id="U1",
+        recipient_team_id="T1",
+    )
     await client.chat_appendStream(channel="C1", ts=start["ts"], markdown_text="lo")
     await client.chat_stopStream(channel="C1", ts=start["ts"], markdown_text="!")
     assert fake.find_message("C1", start["ts"])["text"] == "Hello!"  # type: ignore[index]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.slack_text import storable_text
 from handlers.parsing import parse_command_text, parse_message_event, strip_mention
 
 BOT = "UBOT"
@@ -39,6 +40,13 @@ def ev(**fields):
             {"files": ({"id": "F1", "name": "a.pdf"},)},
         ),
         (ev(subtype="thread_broadcast", thread_ts="1.0"), {"thread_ts": "1.0"}),
+        # Characters no database or encoder takes are cleaned here, once, never dropped.
+        (ev(type="app_mention", text="<@UBOT> x\ud800y"), {"text": "x\ufffdy"}),
+        (ev(text="a\x00b", channel="D1", channel_type="im"), {"text": "ab"}),
+        (
+            ev(subtype="file_share", files=[{"id": "F1", "name": "a\udfff.pdf", "title": "\x00t"}]),
+            {"files": ({"id": "F1", "name": "a\ufffd.pdf", "title": "t"},)},
+        ),
     ],
 )
 def test_user_messages_are_parsed(event, expected):
@@ -94,8 +102,30 @@ def test_strip_mention(text, expected):
         ("quiz", "quiz", ""),
         ("what is 2+2", "ask", "what is 2+2"),
         ("quizzes are fun?", "ask", "quizzes are fun?"),
+        ("what is \ud8002+2\x00", "ask", "what is \ufffd2+2"),
+        ("quiz \x00frac\udc00tions", "quiz", "frac\ufffdtions"),
     ],
 )
 def test_parse_command_text(text, action, argument):
     parsed = parse_command_text(text)
     assert (parsed.action, parsed.argument) == (action, argument)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain", "plain"),
+        ("", ""),
+        ("\ud800", "\ufffd"),
+        ("a\udfffb", "a\ufffdb"),
+        ("\ude00\ud83d", "\ufffd\ufffd"),  # a pair in the wrong order is two lone halves
+        ("\ud83d\ude00", "😀"),  # a pair split into two code points is joined back
+        ("😀 é ∑", "😀 é ∑"),
+        ("\x00", ""),
+        ("a\x00b\x00", "ab"),
+        ("é\x00\ud800", "é\ufffd"),
+    ],
+)
+def test_storable_text(text, expected):
+    assert storable_text(text) == expected
+    storable_text(text).encode("utf-8")  # what SQLite and PostgreSQL need

@@ -291,13 +291,21 @@ def test_every_valid_spec_renders(questions: int) -> None:
 # -- closed_quiz_message -----------------------------------------------------------------
 
 
+def test_an_answered_quiz_waits_only_when_its_run_has_other_open_quizzes() -> None:
+    quiz = make_quiz([mc()], ["3/4"], status=QuizStatus.ANSWERED)
+    assert closed_quiz_message(quiz, others_open=True)[0].endswith(
+        "Waiting for the other quiz(zes)…"
+    )
+    assert closed_quiz_message(quiz)[0].endswith("Answers received — checking them…")
+
+
 @pytest.mark.parametrize(
     ("status", "line"),
     [
         (QuizStatus.SUBMITTED, "Submitted ✅"),
         (QuizStatus.SKIPPED, "Skipped — you moved on"),
         (QuizStatus.EXPIRED, "Sent as a new message (the quiz had expired)"),
-        (QuizStatus.ANSWERED, "Waiting for the other quiz(zes)…"),
+        (QuizStatus.ANSWERED, "Answers received — checking them…"),
     ],
 )
 def test_closed_quiz_shows_answers_and_status(status: QuizStatus, line: str) -> None:
@@ -389,6 +397,8 @@ def test_free_response_modal_rejects_long_metadata() -> None:
         ({"state": {"values": {"answer": {"answer_input": {"value": "42"}}}}}, "42"),
         ({"state": {"values": {"answer": {"answer_input": {"value": None}}}}}, None),
         ({"state": {"values": {"answer": {"answer_input": {}}}}}, None),
+        ({"state": {"values": {"answer": {"answer_input": {"value": "4\ud8002"}}}}}, "4\ufffd2"),
+        ({"state": {"values": {"answer": {"answer_input": {"value": "4\x002"}}}}}, "42"),
     ],
 )
 def test_parse_free_answer(view: dict[str, Any], expected: str | None) -> None:

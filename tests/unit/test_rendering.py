@@ -20,7 +20,6 @@ from bot.rendering import (
     render_markdown,
     render_work,
     split_markdown,
-    to_mrkdwn,
     truncate,
 )
 from bot.runtime.base import AssistantMessage, Citation, CodeStep, GeneratedFile
@@ -531,25 +530,6 @@ def test_truncate(text: str, limit: int, suffix: str, expected: str) -> None:
 )
 def test_escape_mrkdwn(text: str, expected: str) -> None:
     assert escape_mrkdwn(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("markdown", "expected"),
-    [
-        ("", ""),
-        ("**bold** and *italic*", "*bold* and _italic_"),
-        ("# Title", "*Title*"),
-        ("[docs](https://x.org/?a=1&b=2)", "<https://x.org/?a=1&amp;b=2|docs>"),
-        ("see <https://x.org>", "see <https://x.org>"),
-        ("1 < 2 & <!here>", "1 &lt; 2 &amp; &lt;!here&gt;"),
-        ("> quoted", "> quoted"),
-        ("```python\nif a < b:\n    pass\n```", "```python\nif a &lt; b:\n    pass\n```"),
-        ("- one\n- two", "• one\n• two"),
-    ],
-    ids=["empty", "emphasis", "heading", "link", "autolink", "escaped", "quote", "code", "list"],
-)
-def test_to_mrkdwn(markdown: str, expected: str) -> None:
-    assert to_mrkdwn(markdown) == expected
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from types import SimpleNamespace as NS
 
 import pytest
 
+from bot.runtime._responses_items import result_from_response
 from bot.runtime.base import RunStatus
-from bot.runtime.responses import progress_label, result_from_response
 
 PNG = b"\x89PNG\r\n\x1a\n123"
 DATA_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -95,17 +95,3 @@ def test_citations_become_markers_at_their_index():
     [cited] = message.citations
     assert message.text.startswith("Prime") and message.text[5:].startswith(cited.marker)
     assert cited.filename == "paper.pdf"
-
-
-@pytest.mark.parametrize(
-    ("types", "label"),
-    [
-        ([], "Thinking…"),
-        (["reasoning"], "Thinking…"),
-        (["reasoning", "code_interpreter_call"], "Writing and running code…"),
-        (["file_search_call"], "Reading files…"),
-        (["code_interpreter_call", "message"], "Writing the answer…"),
-    ],
-)
-def test_progress_label(types, label):
-    assert progress_label([NS(type=t) for t in types]) == label

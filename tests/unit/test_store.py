@@ -1,24 +1,19 @@
-"""The store contract, run against SQLite (a tmp file) and PostgreSQL (a fresh schema).
-
-PostgreSQL is expected at ``postgresql://root@127.0.0.1:5432/test`` (override with
-``TEST_POSTGRES_URL``). Without a server the PostgreSQL half fails: it is not optional.
+"""The store contract, run through the one implementation on SQLite (a tmp file) and on
+PostgreSQL (a fresh schema); see ``tests/databases.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import aiosqlite
 import asyncpg
 import pytest
 
@@ -30,10 +25,19 @@ from bot.domain import (
     TurnKind,
     TurnStatus,
 )
-from store import PostgresStore, SqliteStore, Store, StoreError, open_store
-from store.migrations import MIGRATIONS, statements
-
-PG_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+from store import (
+    Fence,
+    LeaseLost,
+    NewMessage,
+    Pool,
+    SqlStore,
+    Store,
+    StoreError,
+    open_store,
+)
+from store.dialects import PostgresDatabase, SqliteDatabase
+from store.migrate import heads
+from tests.databases import PG_URL, Backend, postgres_backend
 
 KEY = ThreadKey(team="T1", channel="C1", thread_ts="1700000000.000100")
 QUESTIONS = [
@@ -41,45 +45,6 @@ QUESTIONS = [
     Question(text="Why?", type=QuestionType.FREE_RESPONSE),
     Question(text="3 * 3?", type=QuestionType.MULTIPLE_CHOICE, choices=("6", "9")),
 ]
-
-
-@dataclass
-class Backend:
-    """One database; ``make()`` returns a new, unopened store on it (a second process)."""
-
-    name: str
-    make: Callable[[], Store]
-    query: Callable[[str], Any]  # async: raw SQL -> list of tuples
-
-
-def _sqlite_backend(path: Path) -> Backend:
-    async def query(sql: str) -> list[tuple[Any, ...]]:
-        async with aiosqlite.connect(path) as db:
-            return [tuple(row) for row in await db.execute_fetchall(sql)]
-
-    return Backend("sqlite", lambda: SqliteStore(path), query)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    if request.param == "sqlite":
-        yield _sqlite_backend(tmp_path / "data" / "tutorbot.db")
-        return
-    schema = f"test_store_{uuid.uuid4().hex[:12]}"
-
-    async def query(sql: str) -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
-        try:
-            return [tuple(row) for row in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-
-    yield Backend("postgres", lambda: PostgresStore(PG_URL, schema=schema), query)
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -123,27 +88,32 @@ async def _open_quiz(store: Store, call_id: str = "call_1") -> tuple[int, int]:
 @pytest.mark.parametrize(
     ("url", "kind", "target"),
     [
-        ("sqlite:///tutorbot.db", SqliteStore, "tutorbot.db"),
-        ("sqlite:///data/bot.db", SqliteStore, "data/bot.db"),
-        ("sqlite:////abs/path.db", SqliteStore, "/abs/path.db"),
-        ("sqlite://", SqliteStore, ":memory:"),
-        ("sqlite:///:memory:", SqliteStore, ":memory:"),
-        ("sqlite+aiosqlite:///x.db", SqliteStore, "x.db"),
-        ("  sqlite:///tutorbot.db\n", SqliteStore, "tutorbot.db"),
-        ("postgresql://u:p@db:5432/bot", PostgresStore, "postgresql://u:p@db:5432/bot"),
-        ("postgres://u@db/bot", PostgresStore, "postgresql://u@db/bot"),
-        ("postgresql+asyncpg://u@db/bot", PostgresStore, "postgresql://u@db/bot"),
-        ("POSTGRESQL://u@db/bot", PostgresStore, "postgresql://u@db/bot"),
+        ("sqlite:///tutorbot.db", SqliteDatabase, "tutorbot.db"),
+        ("sqlite:///data/bot.db", SqliteDatabase, "data/bot.db"),
+        ("sqlite:////abs/path.db", SqliteDatabase, "/abs/path.db"),
+        ("sqlite://", SqliteDatabase, ":memory:"),
+        ("sqlite:///:memory:", SqliteDatabase, ":memory:"),
+        ("sqlite+aiosqlite:///x.db", SqliteDatabase, "x.db"),
+        ("  sqlite:///tutorbot.db\n", SqliteDatabase, "tutorbot.db"),
+        ("postgresql://u:p@db:5432/bot", PostgresDatabase, "postgresql://u:p@db:5432/bot"),
+        ("postgres://u@db/bot", PostgresDatabase, "postgresql://u@db/bot"),
+        ("postgresql+asyncpg://u@db/bot", PostgresDatabase, "postgresql://u@db/bot"),
+        ("POSTGRESQL://u@db/bot", PostgresDatabase, "postgresql://u@db/bot"),
+        (
+            "postgres://u@db/bot?sslmode=require&search_path=s1",
+            PostgresDatabase,
+            "postgresql://u@db/bot?sslmode=require&search_path=s1",
+        ),
     ],
 )
 def test_open_store_parses_urls(url: str, kind: type, target: str) -> None:
-    store = open_store(url)
-    assert isinstance(store, kind)
-    if isinstance(store, SqliteStore):
-        assert store.path == target
+    database = open_store(url).database
+    assert isinstance(database, kind)
+    if isinstance(database, SqliteDatabase):
+        assert database.path == target
     else:
-        assert isinstance(store, PostgresStore)
-        assert store.dsn == target
+        assert isinstance(database, PostgresDatabase)
+        assert database.dsn == target
 
 
 @pytest.mark.parametrize(
@@ -165,18 +135,9 @@ def test_open_store_rejects_bad_urls(url: str) -> None:
     assert "secret" not in message
 
 
-def test_migration_scripts_split_into_statements() -> None:
-    assert statements("CREATE TABLE a (x INT);\nCREATE INDEX i ON a (x);\n") == [
-        "CREATE TABLE a (x INT)",
-        "CREATE INDEX i ON a (x)",
-    ]
-    versions = [m.version for m in MIGRATIONS]
-    assert versions == sorted(set(versions))
-
-
 def test_invalid_postgres_schema_name() -> None:
     with pytest.raises(ValueError):
-        PostgresStore(PG_URL, schema='x"; DROP TABLE y; --')
+        SqlStore.postgres(PG_URL, schema='x"; DROP TABLE y; --')
 
 
 # -- lifecycle and migrations --------------------------------------------------------------
@@ -194,8 +155,8 @@ async def test_migrations_applied_once_and_reopen_is_a_no_op(backend: Backend) -
     assert await second.get_setting("assistant_id") == "asst_1"
     await second.close()
 
-    rows = await backend.query("SELECT version FROM schema_migrations ORDER BY version")
-    assert [row[0] for row in rows] == [m.version for m in MIGRATIONS]
+    rows = await backend.query("SELECT version_num FROM alembic_version")
+    assert [row[0] for row in rows] == heads()
 
 
 async def test_two_processes_migrating_at_once(backend: Backend) -> None:
@@ -206,8 +167,8 @@ async def test_two_processes_migrating_at_once(backend: Backend) -> None:
         assert len(set(ids)) == 1
     finally:
         await asyncio.gather(*(s.close() for s in stores))
-    rows = await backend.query("SELECT count(*) FROM schema_migrations")
-    assert rows[0][0] == len(MIGRATIONS)
+    rows = await backend.query("SELECT version_num FROM alembic_version")
+    assert [row[0] for row in rows] == heads()
 
 
 async def test_not_open_raises_store_error(backend: Backend) -> None:
@@ -223,13 +184,13 @@ def _delete_database(path: Path) -> None:
 
 async def test_missing_database_file_is_recreated(tmp_path: Path) -> None:
     path = tmp_path / "gone" / "deeper" / "tutorbot.db"
-    store = SqliteStore(path)
+    store = SqlStore.sqlite(path)
     await store.open()
     await _thread_id(store)
     await store.close()
     await asyncio.to_thread(_delete_database, path)
 
-    store = SqliteStore(path)
+    store = SqlStore.sqlite(path)
     await store.open()
     try:
         assert path.exists()
@@ -249,14 +210,58 @@ async def test_sqlite_memory_url_works() -> None:
         await store.close()
 
 
-async def test_sqlite_pragmas(tmp_path: Path) -> None:
+async def test_sqlite_connection_settings(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
-    store = SqliteStore(path)
+    store = SqlStore.sqlite(path)
     await store.open()
-    await store.close()
-    async with aiosqlite.connect(path) as db:
-        rows = list(await db.execute_fetchall("PRAGMA journal_mode"))
-        assert rows[0][0] == "wal"
+    try:
+        async with store.engine.connect() as conn:
+            pragmas = {
+                name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")
+            }
+    finally:
+        await store.close()
+    # synchronous 1 is NORMAL
+    assert pragmas == {
+        "journal_mode": "wal",
+        "busy_timeout": 5000,
+        "synchronous": 1,
+        "foreign_keys": 1,
+    }
+
+
+async def test_postgres_schema_is_created_when_missing() -> None:
+    schema = f"test_store_new_{uuid.uuid4().hex[:12]}"
+    store = SqlStore.postgres(PG_URL, schema=schema)
+    try:
+        await store.open()
+        await store.set_setting("k", "v")
+        await store.close()
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            value = await conn.fetchval(f'SELECT value FROM "{schema}".settings')
+        finally:
+            await conn.close()
+        assert value == "v"
+    finally:
+        await store.close()
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+async def test_database_url_opens_that_database(backend: Backend) -> None:
+    """``open_store(DATABASE_URL)``: on PostgreSQL ``?search_path=`` picks the schema."""
+    store = open_store(backend.url)
+    await store.open()
+    try:
+        await store.set_setting("k", "from the url")
+    finally:
+        await store.close()
+    assert await backend.query("SELECT value FROM settings") == [("from the url",)]
 
 
 # -- threads -------------------------------------------------------------------------------
@@ -302,46 +307,6 @@ async def test_get_or_create_thread_concurrently(backend: Backend, store: Store)
 
 
 # -- leases --------------------------------------------------------------------------------
-
-
-async def test_lease_contention_and_renewal(store: Store) -> None:
-    thread_id = await _thread_id(store)
-    assert await store.try_lock_thread(thread_id, "worker-a", 30)
-    assert not await store.try_lock_thread(thread_id, "worker-b", 30)
-    assert await store.try_lock_thread(thread_id, "worker-a", 30)  # renew
-
-    await store.unlock_thread(thread_id, "worker-b")  # not the holder: no effect
-    assert not await store.try_lock_thread(thread_id, "worker-b", 30)
-
-    await store.unlock_thread(thread_id, "worker-a")
-    assert await store.try_lock_thread(thread_id, "worker-b", 30)
-    assert not await store.try_lock_thread(thread_id, "worker-a", 30)
-
-
-async def test_lease_expires(store: Store) -> None:
-    thread_id = await _thread_id(store)
-    assert await store.try_lock_thread(thread_id, "worker-a", 0.05)
-    assert not await store.try_lock_thread(thread_id, "worker-b", 0.05)
-    await asyncio.sleep(0.1)
-    assert await store.try_lock_thread(thread_id, "worker-b", 30)
-    assert not await store.try_lock_thread(thread_id, "worker-a", 30)
-
-
-async def test_lease_one_winner_across_processes(backend: Backend, store: Store) -> None:
-    thread_id = await _thread_id(store)
-    second = backend.make()
-    await second.open()
-    try:
-        results = await asyncio.gather(
-            *(s.try_lock_thread(thread_id, f"w{i}", 30) for i, s in enumerate([store, second] * 4))
-        )
-    finally:
-        await second.close()
-    assert sum(results) == 1
-
-
-async def test_lease_on_missing_thread(store: Store) -> None:
-    assert not await store.try_lock_thread(424242, "worker-a", 30)
 
 
 # -- turns ---------------------------------------------------------------------------------
@@ -670,12 +635,64 @@ async def test_settings(store: Store) -> None:
     assert await store.get_setting("assistant_id") == "asst_2"
 
 
+# -- chat runtime conversations -------------------------------------------------------------
+
+
+async def test_chat_messages_keep_order_runs_and_conversations(store: Store) -> None:
+    assert await store.chat_messages("chat_a") == []
+    await store.append_chat_messages("chat_a", "run_1", [{"role": "user", "content": "hi"}])
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{"}}
+    await store.append_chat_messages(
+        "chat_a", "run_1", [{"role": "assistant", "content": None, "tool_calls": [call]}]
+    )
+    await store.append_chat_messages("chat_b", "run_9", [{"role": "user", "content": "other"}])
+    await store.append_chat_messages(
+        "chat_a",
+        "run_2",
+        [
+            {"role": "tool", "tool_call_id": "c1", "content": "é ✓"},
+            {"role": "user", "content": "next"},
+        ],
+    )
+    await store.append_chat_messages("chat_a", "run_3", [])
+    records = await store.chat_messages("chat_a")
+    assert [(r.run_id, r.message["role"]) for r in records] == [
+        ("run_1", "user"),
+        ("run_1", "assistant"),
+        ("run_2", "tool"),
+        ("run_2", "user"),
+    ]
+    assert records[1].message["tool_calls"] == [call]
+    assert records[2].message["content"] == "é ✓"
+    [other] = await store.chat_messages("chat_b")
+    assert other.message == {"role": "user", "content": "other"}
+
+
+async def test_chat_messages_are_shared_between_processes(backend: Backend, store: Store) -> None:
+    second = backend.make()
+    await second.open()
+    try:
+        await store.append_chat_messages("chat_x", "run_1", [{"role": "user", "content": "a"}])
+        await second.append_chat_messages("chat_x", "run_2", [{"role": "user", "content": "b"}])
+        seen = [r.message["content"] for r in await store.chat_messages("chat_x")]
+        assert seen == ["a", "b"]
+    finally:
+        await second.close()
+
+
+async def test_chat_documents_keep_the_first_text(store: Store) -> None:
+    assert await store.get_chat_document("doc_1") is None
+    await store.put_chat_document("doc_1", '--- begin file "a.pdf" ---')
+    await store.put_chat_document("doc_1", "something else")
+    assert await store.get_chat_document("doc_1") == '--- begin file "a.pdf" ---'
+
+
 # -- SQLite under contention ---------------------------------------------------------------
 
 
 async def test_two_sqlite_stores_on_one_file_write_concurrently(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
-    first, second = SqliteStore(path), SqliteStore(path)
+    first, second = SqlStore.sqlite(path), SqlStore.sqlite(path)
     await asyncio.gather(first.open(), second.open())
     try:
         thread_id = await _thread_id(first)
@@ -685,7 +702,8 @@ async def test_two_sqlite_stores_on_one_file_write_concurrently(tmp_path: Path) 
                 thread_id, TurnKind.MESSAGE, user_id="U1", text="x", message_ts=f"{n}"
             )
             await store.set_setting(f"k{n}", "v")
-            await store.try_lock_thread(thread_id, f"w{n}", 0.001)
+            await store.heartbeat(f"w{n}", 0.001)
+            await store.claim_thread(thread_id, f"w{n}")
 
         await asyncio.gather(*(write(s, n) for n, s in enumerate([first, second] * 40)))
         queued = await second.list_turns(statuses=[TurnStatus.QUEUED])
@@ -698,7 +716,7 @@ async def test_sqlite_waits_for_another_writer_without_blocking_the_loop(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "busy.db"
-    store = SqliteStore(path)
+    store = SqlStore.sqlite(path)
     await store.open()
     holding = threading.Event()
 
@@ -736,3 +754,212 @@ async def test_sqlite_waits_for_another_writer_without_blocking_the_loop(
         assert await store.get_setting("mine") == "yes"
     finally:
         await store.close()
+
+
+# -- pools ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_smallest_pool_serves_everything_at_once(database: str, tmp_path: Path) -> None:
+    """One connection (no overflow): concurrent reads, writes and transactions queue for it
+    instead of waiting on the pool until it gives up."""
+    if database == "sqlite":
+        store = SqlStore.sqlite(tmp_path / "small.db", pool=Pool(size=1, max_overflow=0))
+        async with _opened(store):
+            await _everything_at_once(store)
+        return
+    async with postgres_backend("test_small_pool") as backend:
+        schema = backend.url.rsplit("=", 1)[1]
+        store = SqlStore.postgres(PG_URL, schema=schema, pool=Pool(size=1, max_overflow=0))
+        async with _opened(store):
+            await _everything_at_once(store)
+
+
+@asynccontextmanager
+async def _opened(store: SqlStore) -> AsyncIterator[SqlStore]:
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _everything_at_once(store: Store) -> None:
+    _, quiz_id = await _open_quiz(store)
+    thread_id = await _thread_id(store)
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(store.record_answer(quiz_id, n % 3, f"a{n}") for n in range(6)),
+            *(store.get_thread_by_id(thread_id) for _ in range(6)),
+            *(store.set_setting(f"k{n}", "v") for n in range(6)),
+        ),
+        timeout=20,
+    )
+    assert all(r is not None for r in results[:12])
+    quiz = await store.get_quiz(quiz_id)
+    assert quiz is not None and quiz.answers == ["a3", "a4", "a5"]
+
+
+async def test_postgres_connection_dropped_while_idle_is_replaced() -> None:
+    """A server restart or a proxy drops pooled connections: the next statement pings the
+    idle connection, finds it dead and takes a new one instead of failing."""
+    application = f"tutorbot_test_{uuid.uuid4().hex[:8]}"
+    async with postgres_backend("test_idle") as backend:
+        schema = backend.url.rsplit("=", 1)[1]
+        database = PostgresDatabase(
+            PG_URL,
+            schema=schema,
+            server_settings={"application_name": application},
+            ping_after_idle=0.0,
+        )
+        store = SqlStore(database)
+        async with _opened(store):
+            await store.set_setting("k", "v")
+            admin = await asyncpg.connect(PG_URL)
+            try:
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = $1",
+                    application,
+                )
+            finally:
+                await admin.close()
+            assert killed >= 1
+            assert await store.get_setting("k") == "v"
+            await store.set_setting("k", "w")
+            assert await store.get_setting("k") == "w"
+
+
+# -- several processes: heartbeats, leases with fencing, the order of turns ----------------
+
+
+async def test_a_live_processs_lease_is_kept_and_a_dead_ones_taken(store: Store) -> None:
+    thread_id = await _thread_id(store)
+    await store.heartbeat("worker-a", 30)
+    await store.heartbeat("worker-b", 30)
+    epoch = await store.claim_thread(thread_id, "worker-a")
+    assert epoch is not None
+    assert await store.claim_thread(thread_id, "worker-b") is None  # a is alive
+    again = await store.claim_thread(thread_id, "worker-a")  # ours: a new epoch
+    assert again == epoch + 1
+    await store.heartbeat("worker-a", 0.05)  # a stops renewing…
+    await asyncio.sleep(0.15)
+    taken = await store.claim_thread(thread_id, "worker-b")  # …and is taken over
+    assert taken == epoch + 2
+
+
+async def test_a_process_that_never_beat_holds_nothing(store: Store) -> None:
+    thread_id = await _thread_id(store)
+    assert await store.claim_thread(thread_id, "ghost") is not None
+    await store.heartbeat("worker-b", 30)
+    assert await store.claim_thread(thread_id, "worker-b") is not None
+
+
+async def test_fenced_writes_stop_once_the_lease_is_lost(store: Store) -> None:
+    thread_id = await _thread_id(store)
+    turn = await store.enqueue_turn(
+        thread_id, TurnKind.MESSAGE, user_id="U1", text="hi", message_ts="1.1"
+    )
+    assert turn is not None
+    await store.heartbeat("worker-a", 0.05)
+    epoch_a = await store.claim_thread(thread_id, "worker-a")
+    assert epoch_a is not None
+    fence_a = Fence(thread_id, "worker-a", epoch_a)
+    await store.update_turn(turn.id, status=TurnStatus.RUNNING, fence=fence_a)
+    await asyncio.sleep(0.15)
+    await store.heartbeat("worker-b", 30)
+    epoch_b = await store.claim_thread(thread_id, "worker-b")
+    assert epoch_b is not None
+    with pytest.raises(LeaseLost):
+        await store.update_turn(turn.id, status=TurnStatus.COMPLETED, fence=fence_a)
+    with pytest.raises(LeaseLost):
+        await store.record_run_started(turn.id, "run_a", thread_id=thread_id, fence=fence_a)
+    await store.update_turn(
+        turn.id, remote_run_id="run_b", fence=Fence(thread_id, "worker-b", epoch_b)
+    )
+    fresh = await store.get_turn(turn.id)
+    assert fresh is not None
+    assert (fresh.status, fresh.remote_run_id) == (TurnStatus.RUNNING, "run_b")
+
+
+async def test_release_waits_for_queued_work_and_retiring_frees_leases(store: Store) -> None:
+    thread_id = await _thread_id(store)
+    await store.heartbeat("worker-a", 30)
+    epoch = await store.claim_thread(thread_id, "worker-a")
+    assert epoch is not None
+    fence = Fence(thread_id, "worker-a", epoch)
+    turn = await store.enqueue_turn(
+        thread_id, TurnKind.MESSAGE, user_id="U1", text="hi", message_ts="1.1"
+    )
+    assert turn is not None
+    assert not await store.release_thread(fence)  # a turn waits: keep working
+    await store.update_turn(turn.id, status=TurnStatus.COMPLETED, fence=fence)
+    assert await store.release_thread(fence)
+    assert await store.claim_thread(thread_id, "worker-a") == epoch + 1
+    await store.heartbeat("worker-b", 30)
+    assert await store.claim_thread(thread_id, "worker-b") is None
+    await store.retire_worker("worker-a")
+    assert await store.claim_thread(thread_id, "worker-b") is not None
+
+
+async def test_threads_needing_work_skip_live_leases(store: Store) -> None:
+    busy, free, dead, console = [
+        await _thread_id(store, ThreadKey(team, "C1", ts))
+        for team, ts in (("T1", "1.0"), ("T1", "2.0"), ("T1", "3.0"), ("console", "4.0"))
+    ]
+    for thread_id, ts in ((busy, "1.1"), (free, "2.1"), (dead, "3.1"), (console, "4.1")):
+        await store.enqueue_turn(thread_id, TurnKind.MESSAGE, user_id="U", text="t", message_ts=ts)
+    await store.heartbeat("alive", 30)
+    await store.heartbeat("dying", 0.05)
+    assert await store.claim_thread(busy, "alive") is not None
+    assert await store.claim_thread(dead, "dying") is not None
+    await asyncio.sleep(0.15)
+    needing = dict(await store.threads_needing_work("alive", exclude_teams=["console"]))
+    assert console not in needing and needing[free] is False and needing[dead] is False
+    assert needing[busy] is True, "a thread this process holds is listed as its own"
+    others = dict(await store.threads_needing_work("other", exclude_teams=["console"]))
+    assert busy not in others and {free, dead} <= set(others)
+
+
+async def test_next_turn_resumes_first_then_follows_the_students_order(store: Store) -> None:
+    thread_id = await _thread_id(store)
+    for ts in ("5.3", "5.1", "5.2"):  # delivered out of order
+        await store.enqueue_turn(
+            thread_id,
+            TurnKind.MESSAGE,
+            user_id="U1",
+            text=ts,
+            message_ts=ts,
+            order_key=f"{float(ts):020.6f}",
+        )
+    turns = await store.next_turns(thread_id)
+    assert [t.text for t in turns] == ["5.1", "5.2", "5.3"]
+    await store.update_turn(turns[2].id, status=TurnStatus.RUNNING)
+    nxt = await store.next_turn(thread_id)
+    assert nxt is not None and nxt.text == "5.3"  # in flight: resumed before the queue
+
+
+async def test_record_messages_in_one_transaction(store: Store) -> None:
+    key = ThreadKey("T1", "C9", "9.0")
+    messages = [
+        NewMessage(key, "responses", "U1", "start", "9.0", order_key="9.0"),
+        NewMessage(key, "responses", "U1", "more", "9.1", order_key="9.1", create_thread=False),
+        NewMessage(key, "responses", "U1", "start", "9.0", order_key="9.0"),  # a retry
+        NewMessage(
+            ThreadKey("T1", "C9", "8.0"), "responses", "U2", "x", "8.5", "8.5", create_thread=False
+        ),
+    ]
+    recorded = await store.record_messages(messages)
+    first, second, duplicate, orphan = recorded
+    assert first.thread is not None and first.turn is not None
+    assert second.thread == first.thread and second.turn is not None
+    assert duplicate.thread is not None and duplicate.turn is None
+    assert orphan.thread is None and orphan.turn is None
+    assert [t.text for t in await store.next_turns(first.thread.id)] == ["start", "more"]
+
+
+async def test_seen_request_and_ping(store: Store) -> None:
+    assert await store.seen_request("trigger-1")
+    assert not await store.seen_request("trigger-1")
+    assert await store.seen_request("trigger-2")
+    await store.ping()

@@ -224,7 +224,9 @@ async def test_turns_arrive_with_tags_attributes_and_end_states(tmp_path: Path) 
     assert "/v4/logs/upload/" not in fake.paths()  # print() is not captured
     assert run.failing_lines() == []
     assert not (tmp_path / "agentops.log").exists()
-    assert max(run.result["end_ms"]) < 50
+    # Blocking would cost the export timeout (seconds); the bounds leave room for a busy
+    # shared machine. The real numbers are printed, and measured in bench/.
+    assert max(run.result["end_ms"]) < 500
 
 
 async def test_redact_content_keeps_message_text_out(tmp_path: Path) -> None:
@@ -252,8 +254,10 @@ async def test_a_failing_backend_never_slows_turns(mode: str, tmp_path: Path) ->
         f"{result['max_lag_ms']:.1f} ms, aclose {result['aclose_s']:.2f} s, "
         f"exit after aclose {run.exit_s:.2f} s"
     )
-    assert max(result["end_ms"]) < 50
-    assert result["max_lag_ms"] < 100
+    # A blocked loop would lag by the export timeout (seconds): generous bounds, so that
+    # a busy shared machine does not fail this; the numbers are printed above.
+    assert max(result["end_ms"]) < 500
+    assert result["max_lag_ms"] < 1000
     assert result["aclose_s"] <= 4
     assert run.exit_s < 2  # nor is the process exit held up by exports
     assert len(run.failing_lines()) == 1, run.stderr
