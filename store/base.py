@@ -79,6 +79,15 @@ class ChatRecord:
     message: dict[str, Any]  # a Chat Completions message (plus the runtime's own notes)
 
 
+@dataclass(frozen=True, slots=True)
+class ViewedChannel:
+    """The channel a student was viewing when they opened the tutor: its id, and its name
+    when Slack gave one."""
+
+    channel: str
+    name: str | None = None
+
+
 class Store(Protocol):
     """Async persistence for threads, turns, quizzes, files, settings and the chat
     runtime's conversations.
@@ -285,3 +294,24 @@ class Store(Protocol):
 
     async def put_chat_document(self, document_id: str, text: str) -> None:
         """Keep a shared file's text; a second put of the same id keeps the first."""
+
+    # -- the agent app -------------------------------------------------------------------
+
+    async def greet_once(self, team: str, user_id: str) -> bool:
+        """True the first time a student is greeted in ``team`` (later opens: False)."""
+
+    async def set_viewing_context(
+        self, team: str, channel: str, thread_ts: str, viewed: ViewedChannel
+    ) -> None:
+        """What the student views now, for one thread (or a whole DM: ``thread_ts`` "")."""
+
+    async def viewing_context(
+        self, team: str, channel: str, thread_ts: str
+    ) -> ViewedChannel | None:
+        """The thread's own context, else its DM's; None when the student shared none."""
+
+    async def request_stop(self, thread_id: int) -> list[Turn]:
+        """Mark the thread's unfinished turns as stopped by the student; returns those
+        newly marked (with their run ids, for cancelling at the model service)."""
+
+    async def stop_requested(self, turn_id: int) -> bool: ...

@@ -108,6 +108,8 @@ threads = sa.Table(
     _stamp("created_at"),
     _stamp("updated_at"),
     sa.UniqueConstraint("team", "channel", "thread_ts"),
+    # The Home tab: a student's latest conversations.
+    sa.Index("threads_started_by", "team", "started_by", "id"),
     sqlite_autoincrement=True,
 )
 
@@ -134,6 +136,8 @@ turns = sa.Table(
     # A thread's turns run in this order: the student's Slack message ts (zero-padded so
     # text order is time order), whichever process received it first.
     _text("order_key", nullable=True),
+    # The student pressed Stop (seen by whichever process works the turn).
+    _stamp("stop_requested_at", nullable=True),
     sa.UniqueConstraint("thread_id", "message_ts"),
     sa.Index("turns_status_thread", "status", "thread_id"),
     sa.Index("turns_thread_order", "thread_id", "status", "order_key"),
@@ -161,6 +165,8 @@ quizzes = sa.Table(
     sa.UniqueConstraint("thread_id", "call_id"),
     sa.Index("quizzes_turn", "turn_id"),
     sa.Index("quizzes_remote_run", "remote_run_id"),
+    # The Home tab: a student's latest quizzes.
+    sa.Index("quizzes_student", "student_id", "id"),
     sqlite_autoincrement=True,
 )
 
@@ -235,4 +241,44 @@ slack_bots = AsyncSQLAlchemyInstallationStore.build_bots_table(
 )
 slack_oauth_states = AsyncSQLAlchemyOAuthStateStore.build_oauth_states_table(
     metadata, AsyncSQLAlchemyOAuthStateStore.default_table_name
+)
+
+# -- the agent app (revision 0007) --------------------------------------------------------
+
+# A student's 👍 / 👎 on an answer: one vote per user per answer, changeable.
+feedback_votes = sa.Table(
+    "feedback_votes",
+    metadata,
+    _id(),
+    _ref("turn_id", "turns.id", on_delete="CASCADE"),
+    _text("user_id"),
+    _text("value"),  # "good" | "bad"
+    _stamp("voted_at"),
+    sa.UniqueConstraint("turn_id", "user_id"),
+    sqlite_autoincrement=True,
+)
+
+# Students already greeted in the Messages tab (greeted once, not on every open).
+agent_greetings = sa.Table(
+    "agent_greetings",
+    metadata,
+    _text("team"),
+    _text("user_id"),
+    _stamp("greeted_at"),
+    sa.PrimaryKeyConstraint("team", "user_id"),
+)
+
+# What a student was viewing when they opened the tutor (``app_context_changed``, the legacy
+# container's context): for one thread, or for a whole DM (``thread_ts`` "") until a thread
+# of it takes its own. Only a channel's id and name; never its messages.
+viewing_contexts = sa.Table(
+    "viewing_contexts",
+    metadata,
+    _text("team"),
+    _text("channel"),
+    _text("thread_ts"),
+    _text("viewed_channel"),
+    _text("viewed_name", nullable=True),
+    _stamp("updated_at"),
+    sa.PrimaryKeyConstraint("team", "channel", "thread_ts"),
 )

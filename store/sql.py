@@ -37,6 +37,7 @@ from store._rows import (
     thread_from_row,
     turn_from_row,
 )
+from store.agent import AgentRecords
 from store.base import (
     ChatRecord,
     Fence,
@@ -63,7 +64,7 @@ _QUEUED = TurnStatus.QUEUED.value
 STORE_FAILURES: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, *DRIVER_ERRORS)
 
 
-class SqlStore:
+class SqlStore(AgentRecords):
     """``Store`` on a ``Database`` (``SqlStore.sqlite(path)``, ``SqlStore.postgres(dsn)``)."""
 
     def __init__(self, database: Database, *, pool: Pool | None = None) -> None:
