@@ -25,10 +25,12 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 
+import handlers.agent
 import handlers.commands
 import handlers.events
 import handlers.quiz_actions
 import handlers.workspaces
+from bot.agent.messages_tab import MessagesTab
 from bot.config import Settings
 from bot.core.assembly import CONSOLE_TEAM, Core
 from bot.oauth import INSTALL_PATH, REDIRECT_PATH, WorkspaceInstalls
@@ -83,6 +85,7 @@ class TutorBot:
         self.files = self.core.files
         self.processor = self.core.processor
         self.conversation = self.core.conversation
+        self.messages_tab = MessagesTab(store=self.store, replies=self.replies, tasks=self.tasks)
         self.bolt = self._build_bolt()
         # Only HTTP mode serves /slack/events, and it always has a signing secret.
         self._verifier = SignatureVerifier(settings.slack_signing_secret or "unused")
@@ -130,7 +133,8 @@ class TutorBot:
 
         if installs is not None:  # before the events' catch-all
             handlers.workspaces.register(app, installs.installations, installs.tokens)
-        handlers.events.register(app, self.conversation)
+        handlers.agent.register(app, self.conversation, self.messages_tab)
+        handlers.events.register(app, self.conversation, self.messages_tab)
         handlers.commands.register(app, self.conversation, s.slash_command, self.tasks)
         handlers.quiz_actions.register(app, self.quizzes, self.replies, self.tasks)
         return app

@@ -137,6 +137,21 @@ class Conversation:
         self.kick(recorded.thread.id)
         return recorded.turn
 
+    async def stop(self, key: ThreadKey) -> bool:
+        """The student pressed Stop in a thread: its answer ends as they see it, its run is
+        cancelled at the model service, the turn is recorded as cancelled. Works whichever
+        process is writing the answer: this one stops it at once; another sees the turn
+        marked in the store, or its run end cancelled. False: nothing was being answered."""
+        thread = await self._store.get_thread(key)
+        if thread is None:
+            return False
+        here = self._processor.stop(thread.id)
+        marked = await self._store.request_stop(thread.id)
+        if not here and marked:
+            await self._processor.cancel_runs(thread, marked)
+        log.info("stop in %s: %s", key, "stopped here" if here else f"{len(marked)} turn(s)")
+        return here or bool(marked)
+
     def _recent(self, message: IncomingMessage) -> bool:
         return message.thread_ts is not None and (
             time.time() - _seconds(message.thread_ts) < RECENT_THREAD

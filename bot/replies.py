@@ -474,6 +474,7 @@ class Replies:
                     cursor=cursor,
                     latest=before_ts,
                     inclusive=False if before_ts else None,
+                    include_all_metadata=True,  # the bot's greeting is known by its metadata
                 )
             for message in resp.get("messages") or []:
                 # Keyed by ts (Slack may repeat the parent on later pages); pages are in order.
@@ -518,6 +519,60 @@ class Replies:
                 )
         except SlackError as exc:
             log.info("ephemeral to %s in %s failed: %s", user, channel, exc.error)
+
+    # -- the agent app's surfaces (best effort: none of these may cost an answer) --------
+
+    async def set_suggested_prompts(
+        self,
+        channel: str,
+        prompts: Sequence[dict[str, str]],
+        *,
+        thread_ts: str | None = None,
+        title: str | None = None,
+    ) -> bool:
+        """The prompt chips of the Messages tab (no ``thread_ts``: an agent app's call with
+        one "silently fails") or of a legacy assistant-container thread (with it)."""
+        try:
+            async with _slack_call("assistant.threads.setSuggestedPrompts"):
+                await self.client.assistant_threads_setSuggestedPrompts(
+                    **await self._auth("assistant.threads.setSuggestedPrompts"),
+                    channel_id=channel,
+                    thread_ts=thread_ts,
+                    prompts=list(prompts),
+                    title=title,
+                )
+        except SlackError as exc:
+            log.info("suggested prompts in %s not set: %s", channel, exc.error)
+            return False
+        return True
+
+    async def set_title(self, channel: str, thread_ts: str, title: str) -> bool:
+        """A DM conversation's title in the agent's history (bridged to its session)."""
+        try:
+            async with _slack_call("assistant.threads.setTitle"):
+                await self.client.assistant_threads_setTitle(
+                    **await self._auth("assistant.threads.setTitle"),
+                    channel_id=channel,
+                    thread_ts=thread_ts,
+                    title=title,
+                )
+        except SlackError as exc:
+            log.info("title of %s in %s not set: %s", thread_ts, channel, exc.error)
+            return False
+        return True
+
+    async def channel_name(self, channel: str) -> str | None:
+        """A channel's name (``conversations.info``), or None when the bot may not see it."""
+        try:
+            async with _slack_call("conversations.info"):
+                resp = await self.client.conversations_info(
+                    **await self._auth("conversations.info"), channel=channel
+                )
+        except SlackError as exc:
+            log.info("no name for channel %s: %s", channel, exc.error)
+            return None
+        name = (resp.get("channel") or {}).get("name")
+        return name if isinstance(name, str) and name else None
 
     async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
         async with _slack_call("views.open"):

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bot.agent.surfaces import GREETING_EVENT
+
 MAX_MESSAGE_CHARS = 600
 MAX_CONTEXT_CHARS = 6000
 LOST_MEMORY_NOTE = (
@@ -52,6 +54,8 @@ def earlier_context(
         if not ts or _ts_key(ts) >= _ts_key(before_ts):
             continue
         text = str(message.get("text") or "").strip()
+        if (message.get("metadata") or {}).get("event_type") == GREETING_EVENT:
+            continue  # the bot's greeting: a conversation under it is a new one
         if is_bot_message(message, bot_user_id=bot_user_id, bot_id=bot_id):
             bot_was_here = True
             if not text or _PLACEHOLDER.search(text):

@@ -29,6 +29,7 @@ WHOLE_DM = ""  # ``viewing_contexts.thread_ts`` for a context that holds for a w
 class AgentStatements:
     greet: sa.Insert
     set_context: sa.Insert
+    name_context: sa.Update
     contexts: sa.Select[Any]
     request_stop: sa.Update
     stop_requested: sa.Select[Any]
@@ -38,14 +39,14 @@ class AgentStatements:
 def agent_statements(dialect: str) -> AgentStatements:
     insert = insert_for(dialect)
     greet = insert(agent_greetings).values(
-        team=_b("team"), user_id=_b("user_id"), greeted_at=db_now()
+        team=_b("p_team"), user_id=_b("p_user_id"), greeted_at=db_now()
     )
     set_context = insert(viewing_contexts).values(
-        team=_b("team"),
-        channel=_b("channel"),
-        thread_ts=_b("thread_ts"),
-        viewed_channel=_b("viewed_channel"),
-        viewed_name=_b("viewed_name"),
+        team=_b("p_team"),
+        channel=_b("p_channel"),
+        thread_ts=_b("p_thread_ts"),
+        viewed_channel=_b("p_viewed_channel"),
+        viewed_name=_b("p_viewed_name"),
         updated_at=db_now(),
     )
     return AgentStatements(
@@ -60,25 +61,33 @@ def agent_statements(dialect: str) -> AgentStatements:
                 "updated_at": set_context.excluded.updated_at,
             },
         ),
+        name_context=sa.update(viewing_contexts)
+        .where(
+            viewing_contexts.c.team == _b("p_team"),
+            viewing_contexts.c.channel == _b("p_channel"),
+            viewing_contexts.c.thread_ts == _b("p_thread_ts"),
+            viewing_contexts.c.viewed_channel == _b("p_viewed_channel"),
+        )
+        .values(viewed_name=_b("p_viewed_name")),
         # The thread's own context and the DM's; the caller prefers the thread's.
         contexts=sa.select(
             viewing_contexts.c.thread_ts,
             viewing_contexts.c.viewed_channel,
             viewing_contexts.c.viewed_name,
         ).where(
-            viewing_contexts.c.team == _b("team"),
-            viewing_contexts.c.channel == _b("channel"),
-            viewing_contexts.c.thread_ts.in_((_b("thread_ts"), WHOLE_DM)),
+            viewing_contexts.c.team == _b("p_team"),
+            viewing_contexts.c.channel == _b("p_channel"),
+            viewing_contexts.c.thread_ts.in_((_b("p_thread_ts"), WHOLE_DM)),
         ),
         request_stop=sa.update(turns)
         .where(
-            turns.c.thread_id == _b("thread_id"),
-            turns.c.status.in_((*IN_FLIGHT, "queued")),
+            turns.c.thread_id == _b("p_thread_id"),
+            turns.c.status.in_(IN_FLIGHT),
             turns.c.stop_requested_at.is_(None),
         )
         .values(stop_requested_at=db_now())
         .returning(*turns.c),
-        stop_requested=sa.select(turns.c.stop_requested_at).where(turns.c.id == _b("turn_id")),
+        stop_requested=sa.select(turns.c.stop_requested_at).where(turns.c.id == _b("p_turn_id")),
     )
 
 
@@ -104,7 +113,7 @@ class AgentRecords:
     async def greet_once(self, team: str, user_id: str) -> bool:
         """True the first time a student is greeted in ``team`` (later opens: False)."""
         rows = await self._write(
-            "greet_once", self._agent_sql().greet, {"team": team, "user_id": user_id}
+            "greet_once", self._agent_sql().greet, {"p_team": team, "p_user_id": user_id}
         )
         return bool(rows)
 
@@ -116,11 +125,27 @@ class AgentRecords:
             "set_viewing_context",
             self._agent_sql().set_context,
             {
-                "team": team,
-                "channel": channel,
-                "thread_ts": thread_ts,
-                "viewed_channel": viewed.channel,
-                "viewed_name": viewed.name,
+                "p_team": team,
+                "p_channel": channel,
+                "p_thread_ts": thread_ts,
+                "p_viewed_channel": viewed.channel,
+                "p_viewed_name": viewed.name,
+            },
+        )
+
+    async def name_viewing_context(
+        self, team: str, channel: str, thread_ts: str, viewed: ViewedChannel
+    ) -> None:
+        """Add the name of the channel viewed, if the student still views that one."""
+        await self._write(
+            "name_viewing_context",
+            self._agent_sql().name_context,
+            {
+                "p_team": team,
+                "p_channel": channel,
+                "p_thread_ts": thread_ts,
+                "p_viewed_channel": viewed.channel,
+                "p_viewed_name": viewed.name,
             },
         )
 
@@ -131,7 +156,7 @@ class AgentRecords:
         rows = await self._read(
             "viewing_context",
             self._agent_sql().contexts,
-            {"team": team, "channel": channel, "thread_ts": thread_ts},
+            {"p_team": team, "p_channel": channel, "p_thread_ts": thread_ts},
         )
         best = sorted(rows, key=lambda row: row.thread_ts == WHOLE_DM)
         if not best:
@@ -139,15 +164,15 @@ class AgentRecords:
         return ViewedChannel(best[0].viewed_channel, best[0].viewed_name)
 
     async def request_stop(self, thread_id: int) -> list[Turn]:
-        """Mark the thread's unfinished turns as stopped by the student; returns those
+        """Mark the thread's turns in flight as stopped by the student; returns those
         newly marked (with their run ids, for cancelling at the model service)."""
         rows = await self._write(
-            "request_stop", self._agent_sql().request_stop, {"thread_id": thread_id}
+            "request_stop", self._agent_sql().request_stop, {"p_thread_id": thread_id}
         )
         return [turn_from_row(row) for row in rows]
 
     async def stop_requested(self, turn_id: int) -> bool:
         rows = await self._read(
-            "stop_requested", self._agent_sql().stop_requested, {"turn_id": turn_id}
+            "stop_requested", self._agent_sql().stop_requested, {"p_turn_id": turn_id}
         )
         return bool(rows) and rows[0].stop_requested_at is not None

@@ -305,13 +305,18 @@ class Store(Protocol):
     ) -> None:
         """What the student views now, for one thread (or a whole DM: ``thread_ts`` "")."""
 
+    async def name_viewing_context(
+        self, team: str, channel: str, thread_ts: str, viewed: ViewedChannel
+    ) -> None:
+        """Add the name of the channel viewed, if the student still views that one."""
+
     async def viewing_context(
         self, team: str, channel: str, thread_ts: str
     ) -> ViewedChannel | None:
         """The thread's own context, else its DM's; None when the student shared none."""
 
     async def request_stop(self, thread_id: int) -> list[Turn]:
-        """Mark the thread's unfinished turns as stopped by the student; returns those
+        """Mark the thread's turns in flight as stopped by the student; returns those
         newly marked (with their run ids, for cancelling at the model service)."""
 
     async def stop_requested(self, turn_id: int) -> bool: ...

@@ -20,6 +20,11 @@ MAX_TITLE_CHARS = 60  # Slack allows 200; a history list shows far fewer
 DEFAULT_TITLE = "New question"
 PROMPTS_TITLE = "Try one of these"
 
+# Slack message metadata on the greeting: a thread that starts under it is a new
+# conversation, not one the bot forgot (``bot.thread_context.earlier_context``).
+GREETING_EVENT = "tutorbot_greeting"
+GREETING_METADATA = {"event_type": GREETING_EVENT, "event_payload": {}}
+
 _USER_ID = re.compile(r"[UW][A-Z0-9]+")
 
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from bot.agent.context import context_note
 from bot.core.extras import post_extras, reply_metadata
 from bot.core.lifecycle import TurnLifecycle
 from bot.core.workers import Guard
@@ -155,6 +156,14 @@ class TurnRunner:
             return False
         ctx.stop.set()
         return True
+
+    async def cancel_runs(self, thread: Thread, turns: Sequence[Turn]) -> None:
+        """Stop reached this process, but another works the thread: cancel the turns' runs
+        at the model service (that process's stream then ends, and it sees the Stop)."""
+        remote = self._remote_thread(thread)
+        for turn in turns:
+            if remote is not None and turn.remote_run_id:
+                await self._runtime.cancel(remote, turn.remote_run_id)
 
     async def drain(self, timeout: float = 10.0) -> bool:
         """At shutdown: let the steps that must not stop half-way finish; True if they did."""
@@ -324,12 +333,24 @@ class TurnRunner:
         fresh = ctx.thread.remote_id is None or ctx.thread.runtime != self._runtime.name
         if fresh and turn.message_ts != ctx.thread.key.thread_ts:
             text = await self._with_thread_context(ctx, text)
+        note = await self._viewing_note(ctx)
+        if note:
+            text = f"[{note}]\n\n{text}"
         if turn.files:
             await ctx.status.show("is reading your files…")
         files, notes = await self._files.prepare(ctx.thread, turn.files)
         for note in notes:
             await self._say(ctx, note)
         return UserInput(text=text, files=files)
+
+    async def _viewing_note(self, ctx: _Context) -> str | None:
+        """Where the student is in Slack, when they opened the tutor from a channel (the
+        agent's Messages tab or side panel, both DMs with the app): the channel's name."""
+        key = ctx.thread.key
+        if not key.channel.startswith("D"):
+            return None
+        viewed = await self._store.viewing_context(key.team, key.channel, key.thread_ts)
+        return context_note(viewed.name) if viewed is not None else None
 
     async def _say(self, ctx: _Context, text: str) -> None:
         """A short note in the thread before the answer (a file that could not be read)."""
@@ -459,7 +480,12 @@ class TurnRunner:
             may_write=ctx.may_write,
             metadata=reply_metadata(turn, "answer"),
             look_first=resumed and progress.ts is None,
+            on_stopped_by_user=ctx.stop.set,
         )
+        if not ctx.stop.is_set() and await self._store.stop_requested(turn.id):
+            # Stop reached another process (which marked the turn) before this run was
+            # recorded, so it could not cancel the run: stop it here.
+            ctx.stop.set()
         while True:
             result = await self._read(ctx, stream)
             outcome, stream_next = await self._shielded(
@@ -521,13 +547,19 @@ class TurnRunner:
 
     async def _stopped(self, ctx: _Context, stream: RunStream) -> None:
         """The student pressed Stop: cancel the run, end the answer with what was said."""
-        log.info("turn %s stopped by the student", ctx.turn.id)
         await self._runtime.cancel(stream.thread_id, stream.run_id)
+        await self._end_stopped(ctx)
+
+    async def _end_stopped(self, ctx: _Context) -> None:
+        """The answer stays as the student saw it when they pressed Stop; nothing more is
+        posted; the turn is recorded as cancelled, and the thread's next message works."""
+        log.info("turn %s stopped by the student", ctx.turn.id)
         writer = ctx.writer
         if writer is not None:
-            await writer.close()
+            await writer.halt()
         await ctx.status.clear()
         await ctx.lifecycle.fail(ctx.turn, "stopped by the student", status=TurnStatus.CANCELLED)
+        ctx.trace.set_attribute("stopped_by_student", True)
 
     async def _settle(self, ctx: _Context, result: RunResult) -> tuple[Outcome, RunStream | None]:
         """Finish what a run produced and record where the turn stands.
@@ -539,6 +571,12 @@ class TurnRunner:
         turn = ctx.turn
         if result.status is RunStatus.REQUIRES_ACTION:
             return await self._settle_action(ctx, result)
+        if result.status is RunStatus.CANCELLED and (
+            ctx.stop.is_set() or await self._store.stop_requested(turn.id)
+        ):
+            # Cancelled by the student's Stop (perhaps through another process).
+            await self._end_stopped(ctx)
+            raise Stopped()
         if result.status in STATUS_MESSAGES:
             log.warning("run %s ended %s: %s", result.run_id, result.status, result.error)
             await self._fail(
@@ -568,6 +606,9 @@ class TurnRunner:
             await ctx.lifecycle.answered(turn, writer.snapshot().to_json())
         await finishing
         progress = writer.progress
+        if writer.stopped_by_user:
+            await self._end_stopped(ctx)
+            raise Stopped()
         await post_extras(
             self._replies,
             self._runtime,

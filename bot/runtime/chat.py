@@ -114,6 +114,9 @@ class ChatRuntime:
         self._send_cache_key = host in _OPENAI_HOSTS
         # Runs being streamed by this process, for ``cancel`` to keep what was said.
         self._live: dict[str, _ChatRun] = {}
+        # Answers written whose storing failed (the database was away): the turn resumed in
+        # this process stores them then, rather than asking the model anew.
+        self._unsaved: dict[str, dict[str, Any]] = {}
 
     async def start(self) -> None:
         ignored = [t for t in ("code_interpreter", "file_search") if t in self._tools]
@@ -194,8 +197,12 @@ class ChatRuntime:
 
     async def resume(self, thread_id: str, run_id: str, *, cursor: int | None) -> RunStream:
         run = _ChatRun(self, thread_id, run_id)
-        # The server kept nothing: an answer not stored yet is written anew, and may differ.
-        run.regenerates = answer_of(await self._history(thread_id), run_id) is None
+        # The server kept nothing: an answer not stored yet (nor kept here) is written
+        # anew, and may differ.
+        run.regenerates = (
+            run_id not in self._unsaved
+            and answer_of(await self._history(thread_id), run_id) is None
+        )
         return run
 
     async def cancel(self, thread_id: str, run_id: str) -> None:
@@ -254,7 +261,12 @@ class ChatRuntime:
         return await self._client.chat.completions.create(stream=True, **body)
 
     async def store_answer(self, conversation: str, run_id: str, message: dict[str, Any]) -> None:
-        await self._append(conversation, run_id, [message])
+        try:
+            await self._append(conversation, run_id, [message])
+        except StoreError:
+            self._unsaved[run_id] = message
+            raise
+        self._unsaved.pop(run_id, None)
 
 
 class _ChatRun:
@@ -288,6 +300,9 @@ class _ChatRun:
         runtime = self._runtime
         records = await runtime._history(self.thread_id)
         stored = answer_of(records, self.run_id)
+        if stored is None and self.run_id in runtime._unsaved:
+            stored = runtime._unsaved[self.run_id]
+            await runtime.store_answer(self.thread_id, self.run_id, stored)
         if stored is not None:
             yield Finished(result_of(self.run_id, stored))
             return

@@ -154,9 +154,12 @@ class AnswerWriter:
         may_write: Callable[[], bool] | None = None,
         metadata: dict[str, Any] | None = None,
         look_first: bool = False,
+        on_stopped_by_user: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._replies = replies
+        # Slack said the student stopped the stream (``stopped_by_user``): the turn stops.
+        self._on_stopped_by_user = on_stopped_by_user
         # False while this process's hold on the thread is in doubt: writes wait (as if
         # Slack were unreachable) rather than race another process that may take over.
         self._may_write = may_write
@@ -192,6 +195,7 @@ class AnswerWriter:
         self._unreachable_until = 0.0
         self._ending = False  # the answer's last flush is under way
         self.closed = False
+        self.stopped_by_user = False
 
     @property
     def has_text(self) -> bool:
@@ -305,6 +309,22 @@ class AnswerWriter:
             await self._end(blocks=None, deadline=deadline)
         except SlackUnavailable:
             log.warning("could not close the answer in %s: Slack unreachable", self._key)
+
+    async def halt(self) -> None:
+        """The student pressed Stop: the answer ends with what they saw. Text not yet
+        sent is dropped; a stream Slack has not stopped itself is stopped, with nothing
+        added."""
+        await self._stop_flusher()
+        self.closed = True
+        self._pending, self._tasks = "", {}
+        ts = self.progress.ts
+        if ts is not None and self.progress.mode == "stream" and not self.stopped_by_user:
+            await self._quietly_stop(ts)
+
+    def _stopped_by_user(self) -> None:
+        self.stopped_by_user = True
+        if self._on_stopped_by_user is not None:
+            self._on_stopped_by_user()
 
     async def abandon(self) -> None:
         """The turn stops without ending the answer (shutdown): stop sending; a resumed
@@ -444,6 +464,9 @@ class AnswerWriter:
                 self._give_back(text)
                 if exc.error == "ratelimited":
                     return
+                if exc.error == "stopped_by_user":
+                    self._stopped_by_user()
+                    return
                 if exc.error not in STREAM_CLOSED and not exc.ambiguous:
                     raise
                 log.info("stream %s in %s ended (%s); finishing it", ts, key, exc.error)
@@ -470,6 +493,11 @@ class AnswerWriter:
             if exc.error == "ratelimited":
                 await asyncio.sleep(min(exc.retry_after or 1.0, 30.0))
                 raise SlackUnavailable("chat.stopStream is rate limited") from exc
+            if exc.error == "stopped_by_user":
+                # The student stopped it before its end arrived: it stays as they saw it.
+                self._stopped_by_user()
+                self._message_done()
+                return
             if exc.error not in STREAM_CLOSED and not exc.ambiguous:
                 raise
             await self._rewrite_message(final=True, blocks=blocks, stop=exc.ambiguous)
