@@ -298,3 +298,21 @@ async def test_stop_with_nothing_being_answered_is_harmless(harness: Harness) ->
     question = dm_message(text="hi", ts=next_ts())
     await deliver(h, question)
     assert await h.wait_answers(dm_channel("U1"), question["ts"], 1) == ["Hello!"]
+
+
+@pytest.mark.parametrize("runtime", ["responses"], indirect=True)
+async def test_agent_events_without_the_ids_the_bot_needs_are_acknowledged_and_ignored(
+    harness: Harness,
+) -> None:
+    h = harness
+    opened = app_home_opened(user="U1")
+    del opened["user"]
+    stopped = stop_session(h.slack, channel=dm_channel("U1"), thread_ts=next_ts())
+    stopped["thread_ts"] = "not-a-ts"
+    changed = app_context_changed(user="U1", context_channel="C7")
+    changed["channel"] = None
+    for event in (opened, stopped, changed):
+        await deliver(h, event)  # 200: Slack must not retry what can never work
+    await h.settle()
+    assert not greetings(h, "U1")
+    assert not h.slack.calls_to("conversations.info")
