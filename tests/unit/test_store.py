@@ -47,14 +47,6 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    opened = backend.make()
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
 async def _thread_id(store: Store, key: ThreadKey = KEY) -> int:
     return (await store.get_or_create_thread(key, "responses", "U1")).id
 

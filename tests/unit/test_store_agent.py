@@ -3,24 +3,11 @@ once, viewing contexts per thread or per DM, Stop marks on the turns in flight."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from bot.domain import ThreadKey, TurnKind, TurnStatus
 from store import Store
 from store.base import ViewedChannel
-from tests.databases import Backend
 
 KEY = ThreadKey(team="T1", channel="DU1", thread_ts="1700000000.000100")
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    opened = backend.make()
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_a_student_is_greeted_once_per_workspace(store: Store) -> None:

@@ -4,25 +4,13 @@ worker ended on an error while it held the lease."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from bot.core.workers import DatabaseHealth, Guard, ThreadWorkers
 from bot.domain import ThreadKey, Turn, TurnKind, TurnStatus
 from bot.tasks import BackgroundTasks
 from store import Store, StoreError
-from tests.databases import Backend
 
 KEY = ThreadKey(team="T1", channel="C1", thread_ts="1700000000.000100")
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[Store]:
-    opened = backend.make()
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def test_a_worker_that_died_on_a_store_error_is_replaced_while_the_process_lives(
