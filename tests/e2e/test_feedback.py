@@ -15,6 +15,7 @@ from bot.agent.feedback import FEEDBACK_ACTION_ID, THANKS, Vote
 from store.base import ChannelActivity
 from tests.e2e.conftest import Harness
 from tests.e2e.test_quiz import MC_ONLY, choose, quiz_call, submit, wait_quizzes
+from tests.e2e.test_store_faults import db_path, write_lock
 from tests.fakes.openai_model import Reply
 from tests.fakes.slack_payloads import app_home_opened, feedback_click
 from tests.fakes.slack_server import feedback_buttons, message_text
@@ -291,3 +292,20 @@ async def test_the_home_tab_shows_the_student_their_quiz_and_conversations(
     await h.sender.post_event(app_home_opened(user="U1", tab="home"))
     await h.slack.wait_for(lambda: len(h.slack.calls_to("views.publish")) == published + 1)
     assert len(h.slack.calls_to("chat.getPermalink")) == permalinks
+
+
+@pytest.mark.parametrize("runtime", ["responses"])
+async def test_a_click_while_the_database_is_locked_is_recorded_once_it_is_back(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.openai.model.push(Reply(text="x = 1"))
+    event = await h.mention("solve it")
+    message = await answer_with_buttons(h, event["ts"])
+    await h.settle()
+    with write_lock(db_path(h)):  # past the bot's 5 s busy timeout
+        await click(h, message, positive=True, user="U1")  # acked at once all the same
+        await asyncio.sleep(7.0)
+        assert thanks(h, "U1") == []
+    await h.slack.wait_for(lambda: thanks(h, "U1"), timeout=20)
+    assert (await activity(h)).thumbs_up == 1
