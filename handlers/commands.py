@@ -39,7 +39,7 @@ def register(
     conversation: Conversation,
     command_name: str,
     tasks: BackgroundTasks,
-    pages: StudentPages | None = None,
+    pages: StudentPages,
 ) -> None:
     @app.command(command_name)
     async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
@@ -48,8 +48,8 @@ def register(
             await ack(response_type="ephemeral", text=help_text(command_name))
             return
         await ack()
-        if parsed.action == "stats" and pages is not None:
-            tasks.spawn(stats(command, respond, pages), name="slash-stats")
+        if parsed.action == "stats":
+            tasks.spawn(stats(command, respond), name="slash-stats")
             return
         if parsed.action == "quiz":
             question = (
@@ -75,7 +75,7 @@ def register(
         if note is not None:
             await respond(text=note, response_type="ephemeral", replace_original=False)
 
-    async def stats(command: dict[str, Any], respond: AsyncRespond, pages: StudentPages) -> None:
+    async def stats(command: dict[str, Any], respond: AsyncRespond) -> None:
         """The channel's last days, only to the person who asked (the command's response URL,
         which also works where the bot is not a member)."""
         team = str(command.get("team_id") or "T0")
