@@ -28,14 +28,19 @@ from slack_sdk.signature import SignatureVerifier
 import handlers.agent
 import handlers.commands
 import handlers.events
+import handlers.feedback
+import handlers.home_tab
 import handlers.quiz_actions
 import handlers.workspaces
+from bot.agent.feedback import feedback_blocks
 from bot.agent.messages_tab import MessagesTab
 from bot.config import Settings
 from bot.core.assembly import CONSOLE_TEAM, Core
 from bot.oauth import INSTALL_PATH, REDIRECT_PATH, WorkspaceInstalls
 from bot.replies import Replies, make_http_session, make_web_client
 from bot.slack_signature import is_signed_by_slack
+from bot.student_pages import StudentPages
+from bot.votes import AnswerFeedback
 from store import StoreError
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,7 @@ class TutorBot:
             self.replies,
             slack_token=self.replies.token if self.installs else None,
             exclude_teams=(CONSOLE_TEAM,),
+            answer_blocks=lambda turn: feedback_blocks(turn.id),
         )
         self.tasks = self.core.tasks
         self.store = self.core.store
@@ -86,6 +92,15 @@ class TutorBot:
         self.processor = self.core.processor
         self.conversation = self.core.conversation
         self.messages_tab = MessagesTab(store=self.store, replies=self.replies, tasks=self.tasks)
+        self.feedback = AnswerFeedback(
+            store=self.store, replies=self.replies, telemetry=self.telemetry
+        )
+        self.pages = StudentPages(
+            store=self.store,
+            replies=self.replies,
+            model=self.runtime.model,
+            runtime=self.runtime.name,
+        )
         self.bolt = self._build_bolt()
         # Only HTTP mode serves /slack/events, and it always has a signing secret.
         self._verifier = SignatureVerifier(settings.slack_signing_secret or "unused")
@@ -133,9 +148,12 @@ class TutorBot:
 
         if installs is not None:  # before the events' catch-all
             handlers.workspaces.register(app, installs.installations, installs.tokens)
+        # Before the catch-alls of handlers.events (events) and handlers.quiz_actions (actions).
         handlers.agent.register(app, self.conversation, self.messages_tab)
+        handlers.home_tab.register(app, self.pages, self.tasks)
+        handlers.feedback.register(app, self.feedback, self.tasks)
         handlers.events.register(app, self.conversation, self.messages_tab)
-        handlers.commands.register(app, self.conversation, s.slash_command, self.tasks)
+        handlers.commands.register(app, self.conversation, s.slash_command, self.tasks, self.pages)
         handlers.quiz_actions.register(app, self.quizzes, self.replies, self.tasks)
         return app
 

@@ -580,6 +580,22 @@ class Replies:
                 **await self._auth("views.open"), trigger_id=trigger_id, view=view
             )
 
+    async def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        """Show ``view`` as ``user``'s Home tab of the app (``views.publish``)."""
+        async with _slack_call("views.publish"):
+            await self.client.views_publish(
+                **await self._auth("views.publish"), user_id=user, view=view
+            )
+
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        """A link to a message (``chat.getPermalink``); None when Slack gives none."""
+        async with _slack_call("chat.getPermalink"):
+            resp = await self.client.chat_getPermalink(
+                **await self._auth("chat.getPermalink"), channel=channel, message_ts=ts
+            )
+        link = resp.get("permalink")
+        return link if isinstance(link, str) and link else None
+
     async def upload(
         self,
         channel: str,

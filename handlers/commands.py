@@ -10,8 +10,10 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.conversation import Conversation
+from bot.student_pages import StudentPages
 from bot.tasks import BackgroundTasks
 from handlers.parsing import parse_command_text
+from store.base import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,7 @@ def help_text(command: str) -> str:
         "*I'm your tutor.* Here is how to use me:\n"
         f"• `{command} <question>` — I post your question here and answer it in a thread.\n"
         f"• `{command} quiz <topic>` — a quiz on a topic: pick answers, then press Submit.\n"
+        f"• `{command} stats` — this channel's last 7 days with me (only you see it).\n"
         "• Mention me (`@tutorbot …`) in a channel, or send me a direct message.\n"
         "• Reply in my threads to keep the conversation going — no mention needed.\n"
         "• Share a PDF, CSV or image in the thread and ask about it.\n"
@@ -28,8 +31,15 @@ def help_text(command: str) -> str:
     )
 
 
+STATS_UNAVAILABLE = "I can't get this channel's stats right now. Please try again in a minute."
+
+
 def register(
-    app: AsyncApp, conversation: Conversation, command_name: str, tasks: BackgroundTasks
+    app: AsyncApp,
+    conversation: Conversation,
+    command_name: str,
+    tasks: BackgroundTasks,
+    pages: StudentPages,
 ) -> None:
     @app.command(command_name)
     async def on_command(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
@@ -38,6 +48,9 @@ def register(
             await ack(response_type="ephemeral", text=help_text(command_name))
             return
         await ack()
+        if parsed.action == "stats":
+            tasks.spawn(stats(command, respond), name="slash-stats")
+            return
         if parsed.action == "quiz":
             question = (
                 f"Quiz me on {parsed.argument}. Use the display_quiz tool with a few questions."
@@ -61,3 +74,16 @@ def register(
         )
         if note is not None:
             await respond(text=note, response_type="ephemeral", replace_original=False)
+
+    async def stats(command: dict[str, Any], respond: AsyncRespond) -> None:
+        """The channel's last days, only to the person who asked (the command's response URL,
+        which also works where the bot is not a member)."""
+        team = str(command.get("team_id") or "T0")
+        channel = str(command.get("channel_id") or "")
+        try:
+            text, blocks = await pages.channel_stats(team, channel)
+        except StoreError as exc:
+            log.warning("stats of %s/%s unavailable: %s", team, channel, exc)
+            await respond(text=STATS_UNAVAILABLE, response_type="ephemeral", replace_original=False)
+            return
+        await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)

@@ -84,16 +84,19 @@ def _file_fields(slack_file: Mapping[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class SlashCommand:
-    action: str  # "help" | "quiz" | "ask"
+    action: str  # "help" | "quiz" | "stats" | "ask"
     argument: str
 
 
 def parse_command_text(text: str | None) -> SlashCommand:
-    """``/tutor help``, ``/tutor quiz <topic>``, ``/tutor <question>``."""
+    """``/tutor help``, ``/tutor quiz <topic>``, ``/tutor stats``, ``/tutor <question>``
+    (``stats`` followed by more words is a question)."""
     words = storable_text(text or "").strip()
     head, _, rest = words.partition(" ")
     if not words or head.lower() in ("help", "-h", "--help", "?"):
         return SlashCommand("help", "")
     if head.lower() == "quiz":
         return SlashCommand("quiz", rest.strip())
+    if words.lower() == "stats":
+        return SlashCommand("stats", "")
     return SlashCommand("ask", words)

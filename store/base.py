@@ -88,6 +88,49 @@ class ViewedChannel:
     name: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedVote:
+    """A 👍 / 👎 as the store took it: ``changed`` is False for the same vote again (a
+    double click); ``previous`` is the user's earlier vote (True: 👍), if any. ``kind`` and
+    ``parent_turn_id`` say which turn's trace the answer belongs to (a quiz's answers
+    continue the trace of the turn that posted the quiz)."""
+
+    turn_id: int
+    changed: bool
+    previous: bool | None
+    kind: TurnKind
+    parent_turn_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelActivity:
+    """A channel's numbers over a period (``/tutor stats``)."""
+
+    questions_answered: int
+    failed_answers: int
+    quizzes_posted: int
+    quizzes_submitted: int
+    thumbs_up: int
+    thumbs_down: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartedThread:
+    """A conversation a student started: where it is, its first question, its last message."""
+
+    key: ThreadKey
+    title: str
+    last_activity: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StudentPage:
+    """A student's latest conversations and quizzes, newest first (the Home tab)."""
+
+    conversations: list[StartedThread]
+    quizzes: list[Quiz]
+
+
 class Store(Protocol):
     """Async persistence for threads, turns, quizzes, files, settings and the chat
     runtime's conversations.
@@ -320,3 +363,19 @@ class Store(Protocol):
         newly marked (with their run ids, for cancelling at the model service)."""
 
     async def stop_requested(self, turn_id: int) -> bool: ...
+
+    # -- feedback, stats, the Home tab ---------------------------------------------------
+
+    async def record_vote(
+        self, team: str, channel: str, turn_id: int, user_id: str, *, helpful: bool
+    ) -> RecordedVote | None:
+        """``user_id``'s 👍 (``helpful``) or 👎 on turn ``turn_id`` of ``channel``: one vote
+        per user per answer, the latest wins. None when the channel has no such turn."""
+
+    async def channel_activity(self, team: str, channel: str, since: datetime) -> ChannelActivity:
+        """A channel's questions answered, failed answers, quizzes shown and submitted, and
+        👍 / 👎 since ``since``."""
+
+    async def student_page(self, team: str, user_id: str, *, limit: int = 20) -> StudentPage:
+        """The latest ``limit`` conversations the student started and quizzes they were
+        given in ``team``, newest first."""

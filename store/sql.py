@@ -57,6 +57,7 @@ from store.dialects import (
     db_now,
     insert_for,
 )
+from store.feedback import FeedbackRecords
 from store.statements import list_quizzes_statement, statements_for
 
 _QUEUED = TurnStatus.QUEUED.value
@@ -64,7 +65,7 @@ _QUEUED = TurnStatus.QUEUED.value
 STORE_FAILURES: tuple[type[BaseException], ...] = (sa.exc.SQLAlchemyError, *DRIVER_ERRORS)
 
 
-class SqlStore(AgentRecords):
+class SqlStore(AgentRecords, FeedbackRecords):
     """``Store`` on a ``Database`` (``SqlStore.sqlite(path)``, ``SqlStore.postgres(dsn)``)."""
 
     def __init__(self, database: Database, *, pool: Pool | None = None) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.config import Settings
 from bot.conversation import Conversation
-from bot.core.turn import TurnRunner
+from bot.core.turn import AnswerBlocks, TurnRunner
 from bot.files import FileIntake
 from bot.quiz.flow import QuizFlow
 from bot.runtime import create_runtime
@@ -36,9 +36,11 @@ class Core:
         budget: SlackBudget | None = None,
         slack_token: Callable[[], Awaitable[str]] | None = None,
         exclude_teams: tuple[str, ...] = (),
+        answer_blocks: AnswerBlocks | None = None,
     ) -> None:
         """``slack_token``: with many workspaces, the bot token of the workspace at hand
-        (file downloads); otherwise ``SLACK_BOT_TOKEN`` is the one."""
+        (file downloads); otherwise ``SLACK_BOT_TOKEN`` is the one. ``answer_blocks``: what
+        ends every answer (Slack: the feedback buttons)."""
         self.tasks = BackgroundTasks()
         pool = Pool(size=settings.database_pool_size, max_overflow=settings.database_max_overflow)
         self.store = open_store(settings.database_url, pool=pool)
@@ -66,6 +68,7 @@ class Core:
             quizzes=self.quizzes,
             files=self.files,
             run_timeout=settings.run_timeout,
+            answer_blocks=answer_blocks,
         )
         self.conversation = Conversation(
             store=self.store,

@@ -25,6 +25,7 @@ import asyncio
 import builtins
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -50,6 +51,10 @@ from bot.telemetry.base import NoopTurnTrace, Outcome, TurnTrace
 log = logging.getLogger("bot.telemetry")
 
 TRACE_NAME = "turn"
+FEEDBACK_SPAN = "feedback"
+# Turn traces remembered (open or ended) so that feedback on their answers can join or link
+# to them; older turns' feedback gets a span naming the turn only.
+RECENT_TRACES = 5000
 CLOSE_TIMEOUT = 3.0  # seconds aclose() may take in all
 _SHUTDOWN_SHARE = 0.5  # of CLOSE_TIMEOUT, kept back from flushing for shutting down
 _OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
@@ -77,6 +82,10 @@ class AgentOpsTurnTrace:
     def span(self) -> trace.Span:
         """The turn's root span (its ids are what the backend shows)."""
         return self._span
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
 
     def set_attribute(self, key: str, value: str | int | float | bool) -> None:
         if self._ended:
@@ -150,6 +159,7 @@ class AgentOpsTelemetry:
         self._close_timeout = close_timeout
         self._ender = SpanEnder(backlog, on_drop=self._on_drop)
         self._closed = False
+        self._recent: OrderedDict[int, AgentOpsTurnTrace] = OrderedDict()
 
     @property
     def health(self) -> ExportHealth:
@@ -192,9 +202,54 @@ class AgentOpsTelemetry:
                 **span_attributes(details, redact_content=self._redact),
             },
         )
-        return AgentOpsTurnTrace(
+        turn_trace = AgentOpsTurnTrace(
             span, tracer=self._tracer, ender=self._ender, redact_content=self._redact
         )
+        self._recent[turn_id] = turn_trace
+        while len(self._recent) > RECENT_TRACES:
+            self._recent.popitem(last=False)
+        return turn_trace
+
+    def record_feedback(
+        self,
+        *,
+        turn_id: int,
+        trace_turn_id: int,
+        helpful: bool,
+        user: str,
+        team: str,
+        channel: str,
+    ) -> None:
+        if self._closed:
+            return
+        known = self._recent.get(trace_turn_id)
+        links: list[trace.Link] = []
+        if known is not None and not known.ended:
+            parent = trace.set_span_in_context(known.span, otel_context.Context())
+        else:
+            parent = otel_context.Context()  # a small trace of its own
+            if known is not None:
+                links.append(trace.Link(known.span.get_span_context()))
+        details = {
+            "turn_id": turn_id,
+            "trace_turn_id": trace_turn_id,
+            "feedback": "good" if helpful else "bad",
+            "user": user,
+            "team": team,
+            "channel": channel,
+        }
+        span = self._tracer.start_span(
+            FEEDBACK_SPAN,
+            context=parent,
+            links=links,
+            attributes={
+                **get_span_attributes(
+                    operation_name=FEEDBACK_SPAN, span_kind=AgentOpsSpanKind.OPERATION
+                ),
+                **span_attributes(details, redact_content=self._redact),
+            },
+        )
+        span.end()  # only queued for the batch exporter: never blocks
 
     async def aclose(self) -> None:
         """End queued traces, send what is pending, shut down: at most ``close_timeout`` s."""

@@ -55,6 +55,21 @@ class Telemetry(Protocol):
         """Start the trace of one turn; ``text`` is the user's message (content)."""
         ...
 
+    def record_feedback(
+        self,
+        *,
+        turn_id: int,
+        trace_turn_id: int,
+        helpful: bool,
+        user: str,
+        team: str,
+        channel: str,
+    ) -> None:
+        """A student's 👍 (``helpful``) or 👎 on the answer of ``turn_id``, whose trace was
+        started for ``trace_turn_id`` (a quiz's answers continue their quiz's trace): a
+        span in that trace while it is open, else a small span of its own, linked to the
+        trace when this process still knows it, and naming the turn either way."""
+
     async def aclose(self) -> None:
         """Flush what is pending (bounded by a few seconds) and stop."""
 
@@ -83,6 +98,18 @@ class NoopTelemetry:
         text: str | None = None,
     ) -> TurnTrace:
         return NoopTurnTrace()
+
+    def record_feedback(
+        self,
+        *,
+        turn_id: int,
+        trace_turn_id: int,
+        helpful: bool,
+        user: str,
+        team: str,
+        channel: str,
+    ) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None

@@ -73,6 +73,10 @@ def decode_spans(body: bytes) -> list[Span]:
                         "span_id": span.span_id.hex(),
                         "parent_span_id": span.parent_span_id.hex() or None,
                         "attributes": {kv.key: _any_value(kv.value) for kv in span.attributes},
+                        "links": [
+                            {"trace_id": link.trace_id.hex(), "span_id": link.span_id.hex()}
+                            for link in span.links
+                        ],
                         "status": MessageToDict(span.status),
                         "start_ns": span.start_time_unix_nano,
                         "end_ns": span.end_time_unix_nano,

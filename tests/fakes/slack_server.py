@@ -146,11 +146,14 @@ def _form_value(value: str | bytes | bytearray | FileField) -> str | bytes:
 
 
 def message_text(message: dict[str, Any]) -> str:
-    """Everything a person would read in a message: text, markdown_text and block texts."""
+    """Everything a person would read in a message: text, markdown_text and block texts
+    (not the labels of its 👍 / 👎 feedback buttons: see ``feedback_buttons``)."""
     parts: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
+            if node.get("type") == "context_actions":
+                return
             text = node.get("text")
             if isinstance(text, str):
                 parts.append(text)
@@ -164,10 +167,21 @@ def message_text(message: dict[str, Any]) -> str:
     markdown = message.get("markdown_text")
     if isinstance(markdown, str):
         parts.append(markdown)  # ``text`` is only its notification fallback
-    elif isinstance(message.get("text"), str):
-        parts.append(message["text"])
+    elif isinstance(message.get("text"), str) and not message.get("blocks"):
+        parts.append(message["text"])  # with blocks, ``text`` is only the fallback too
     walk(message.get("blocks") or [])
     return "\n".join(parts)
+
+
+def feedback_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``feedback_buttons`` elements of a message (under an answer)."""
+    return [
+        element
+        for block in message.get("blocks") or []
+        if block.get("type") == "context_actions"
+        for element in block.get("elements") or []
+        if isinstance(element, dict) and element.get("type") == "feedback_buttons"
+    ]
 
 
 class FakeSlack:

@@ -104,6 +104,10 @@ def test_strip_mention(text, expected):
         ("quizzes are fun?", "ask", "quizzes are fun?"),
         ("what is \ud8002+2\x00", "ask", "what is \ufffd2+2"),
         ("quiz \x00frac\udc00tions", "quiz", "frac\ufffdtions"),
+        ("stats", "stats", ""),
+        (" Stats ", "stats", ""),
+        ("stats for this week?", "ask", "stats for this week?"),
+        ("statistics homework", "ask", "statistics homework"),
     ],
 )
 def test_parse_command_text(text, action, argument):
