@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bot.domain import TurnStatus
 from tests.e2e.conftest import Harness
 from tests.e2e.test_quiz import choose, submit, wait_quizzes
 from tests.fakes.openai_model import FunctionCall, Reply
@@ -137,16 +138,31 @@ async def test_a_stream_slack_closed_is_finished_and_the_answer_goes_on(
     assert len(h.answers("C1", event["ts"])) >= 2
 
 
-async def test_a_stream_the_student_stopped_is_finished(harness: Harness) -> None:
+async def test_a_stream_the_student_stopped_stays_as_they_saw_it(harness: Harness) -> None:
+    """Slack answers ``stopped_by_user`` once the student pressed Stop (even before the
+    ``agent_session_stopped`` event arrives): the answer ends there, nothing is added, and
+    the run is cancelled (issue 9)."""
     h = harness
-    h.openai.model.push(Reply(text=LONG, first_token_latency=0.1, write_time=2.0))
+    h.openai.model.push(Reply(text=LONG, first_token_latency=0.1, write_time=4.0))
     event = await h.mention("explain")
     await h.slack.wait_for(lambda: streamed(h, event["ts"]), timeout=5)
     [first] = streamed(h, event["ts"])
     h.slack.stop_stream_by_user("C1", first["ts"])
-    await h.slack.wait_for(lambda: "Step 120:" in shown(h, event["ts"]), timeout=10)
+    seen = message_text(h.slack.find_message("C1", first["ts"]) or {})
+    assert h.bot is not None
+    store = h.bot.store
+
+    async def cancelled() -> bool:
+        return bool(await store.list_turns(statuses=[TurnStatus.CANCELLED]))
+
+    await h.slack.wait_for(cancelled, timeout=10)
+    await asyncio.sleep(0.5)
     await h.settle()
-    assert concatenated(h, event["ts"]) == LONG
+    assert [m["ts"] for m in h.slack.bot_messages("C1", event["ts"]) if m["ts"] != event["ts"]] == [
+        first["ts"]
+    ]
+    assert message_text(h.slack.find_message("C1", first["ts"]) or {}) == seen
+    assert "Step 120:" not in seen
 
 
 async def test_rate_limited_appends_never_lose_text(harness: Harness) -> None:
