@@ -1,4 +1,5 @@
-"""Fixtures for the store tests: ``backend`` runs a test once on SQLite, once on PostgreSQL."""
+"""Fixtures for the store tests: ``backend`` runs a test once on SQLite, once on PostgreSQL;
+``store`` is an open store on it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from store import Store
 from tests.databases import Backend, postgres_backend, sqlite_backend
 
 
@@ -17,3 +19,11 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         return
     async with postgres_backend("test_store") as database:
         yield database
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    opened = backend.make()
+    await opened.open()
+    yield opened
+    await opened.close()

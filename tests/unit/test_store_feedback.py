@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,14 +15,6 @@ from store.feedback import feedback_statements
 from tests.databases import Backend
 
 QUESTIONS = [Question(text="2 + 2?", type=QuestionType.MULTIPLE_CHOICE, choices=("3", "4"))]
-
-
-@pytest.fixture
-async def store(backend: Backend) -> AsyncIterator[SqlStore]:
-    opened = backend.make()
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 async def _turn(
