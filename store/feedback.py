@@ -138,7 +138,7 @@ def feedback_statements(dialect: str) -> FeedbackStatements:
         .where(
             quizzes.c.student_id == _b("user_id"),
             threads.c.team == _b("team"),
-            quizzes.c.status != QuizStatus.INVALID.value,
+            SHOWN_QUIZ,
         )
         .order_by(quizzes.c.id.desc())
         .limit(_b("limit"))

@@ -25,6 +25,7 @@ import asyncio
 import builtins
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -159,7 +160,11 @@ class AgentOpsTelemetry:
         self._close_timeout = close_timeout
         self._ender = SpanEnder(backlog, on_drop=self._on_drop)
         self._closed = False
-        self._recent: OrderedDict[int, AgentOpsTurnTrace] = OrderedDict()
+        # turn id -> its root span's context (small), and the trace while someone holds it
+        # (the span itself keeps the turn's attributes, message text included).
+        self._recent: OrderedDict[int, tuple[trace.SpanContext, weakref.ref[AgentOpsTurnTrace]]] = (
+            OrderedDict()
+        )
 
     @property
     def health(self) -> ExportHealth:
@@ -205,7 +210,7 @@ class AgentOpsTelemetry:
         turn_trace = AgentOpsTurnTrace(
             span, tracer=self._tracer, ender=self._ender, redact_content=self._redact
         )
-        self._recent[turn_id] = turn_trace
+        self._recent[turn_id] = (span.get_span_context(), weakref.ref(turn_trace))
         while len(self._recent) > RECENT_TRACES:
             self._recent.popitem(last=False)
         return turn_trace
@@ -223,13 +228,14 @@ class AgentOpsTelemetry:
         if self._closed:
             return
         known = self._recent.get(trace_turn_id)
+        open_trace = known[1]() if known is not None else None
         links: list[trace.Link] = []
-        if known is not None and not known.ended:
-            parent = trace.set_span_in_context(known.span, otel_context.Context())
+        if open_trace is not None and not open_trace.ended:
+            parent = trace.set_span_in_context(open_trace.span, otel_context.Context())
         else:
             parent = otel_context.Context()  # a small trace of its own
             if known is not None:
-                links.append(trace.Link(known.span.get_span_context()))
+                links.append(trace.Link(known[0]))
         details = {
             "turn_id": turn_id,
             "trace_turn_id": trace_turn_id,

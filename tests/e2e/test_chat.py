@@ -28,7 +28,7 @@ from tests.e2e.test_quiz import (
 from tests.fakes.openai_model import ModelContext, Reply
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import app_mention, next_ts
-from tests.fakes.slack_server import FakeSlack
+from tests.fakes.slack_server import FakeSlack, message_text
 from tests.unit.test_documents import make_pdf
 
 LONG = "Subtract 11 from both sides, so 3x = 3; then divide both sides by 3: x = 1. "
@@ -339,12 +339,10 @@ async def test_a_restart_mid_answer_asks_again_and_remembers_the_conversation(
     h.openai.chat.chunk_interval = 0.005
     # The student sees the answer once, whole: not doubled, nothing missing (the resumed
     # message is rewritten, then edited to the end).
-    await h.slack.wait_for(
-        lambda: replies(h, event["ts"])[-1].get("markdown_text") == text, timeout=20
-    )
+    await h.slack.wait_for(lambda: message_text(replies(h, event["ts"])[-1]) == text, timeout=20)
     await h.settle()
     assert len(replies(h, event["ts"])) == 2
-    assert replies(h, event["ts"])[-1]["markdown_text"].count("then divide") == 4
+    assert message_text(replies(h, event["ts"])[-1]).count("then divide") == 4
     # Asked again after the restart, with the whole conversation from the store.
     again = requests(h)[-1]["messages"]
     assert [(m["role"], m["content"]) for m in again[1:]] == [

@@ -6,6 +6,7 @@ In-process over a plain OpenTelemetry tracer (agentops itself is never initialis
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -102,3 +103,16 @@ def test_without_agentops_feedback_is_a_no_op() -> None:
     NoopTelemetry().record_feedback(
         turn_id=1, trace_turn_id=1, helpful=True, user="U1", team="T1", channel="C1"
     )
+
+
+def test_a_forgotten_trace_is_still_linked_without_being_kept(traced: tuple[Any, Any]) -> None:
+    telemetry, exporter = traced
+    trace = _turn(telemetry, 10)
+    context = trace.span.get_span_context()
+    trace.end("Success")
+    del trace  # the turn is over: nobody holds its trace (nor the text in its attributes)
+    gc.collect()
+    _vote(telemetry, 10, 10)
+    [span] = _feedback(exporter)
+    [link] = span.links
+    assert (link.context.trace_id, link.context.span_id) == (context.trace_id, context.span_id)
