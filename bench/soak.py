@@ -90,12 +90,16 @@ class Chaos:
     async def _slack_429s(self) -> None:
         while True:
             await asyncio.sleep(self.rng.uniform(0.5, 1.5) * 5 * self.per_message)
-            self.slack.rate_limit_next(self.rng.choice(SLACK_LIMITED), retry_after=1)
-            self.injected["Slack 429"] += 1
+            method = self.rng.choice(SLACK_LIMITED)
+            if not self.slack.faults_pending(method):  # the next call of it, not a backlog
+                self.slack.rate_limit_next(method, retry_after=1)
+                self.injected["Slack 429"] += 1
 
     async def _model_errors(self) -> None:
         while True:
             await asyncio.sleep(self.rng.uniform(0.5, 1.5) * 15 * self.per_message)
+            if self.openai.faults_pending("/responses"):
+                continue  # faults hit the next requests, not a backlog
             if self.rng.random() < 0.25:
                 self.openai.hang_next("/responses", self.rng.uniform(5.0, 15.0))
                 self.injected["model request slow (5-15 s)"] += 1

@@ -24,6 +24,7 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     extra_notices: int = 0
+    open_streams: int = 0  # answers left "streaming" in Slack at the end
     model_saw: Counter[str] = field(default_factory=Counter)  # "once" | "twice" | "never"
     quizzes: int = 0
     quiz: Counter[str] = field(default_factory=Counter)
@@ -66,7 +67,8 @@ def _thread(
     sents: list[Sent],
 ) -> None:
     text = "".join(message_text(m) for m in replies)
-    streaming = any(slack.is_streaming(channel, m["ts"]) for m in replies)
+    streaming = [m["ts"] for m in replies if slack.is_streaming(channel, m["ts"])]
+    result.open_streams += len(streaming)
     unanswered: list[Sent] = []
     for s in sents:
         ends = text.count(done_marker(s.token))
@@ -86,8 +88,8 @@ def _thread(
         unanswered.remove(target)
         result.outcomes["failure notice"] += 1
     for s in unanswered:
-        if streaming:
-            result.note("in flight", s, "an answer is still streaming in the thread")
+        if any(ts_key(ts) > ts_key(s.ts) for ts in streaming):
+            result.note("in flight", s, "an answer to it is still streaming")
         elif not s.acked:
             result.note("lost: never acknowledged", s)
         else:
@@ -166,6 +168,7 @@ def report(result: Tally) -> None:
         f"posted once {q['posted 1x']}, twice {q['posted 2+x']}, never {q['posted 0x']}; "
         f"not submitted {q['not submitted by the student']}"
     )
+    print(f"  answers left streaming in Slack (never stopped): {result.open_streams}")
     print(f"  turns unfinished in the database: {result.unfinished_turns or 'none'}")
     for outcome, examples in result.examples.items():
         print(f"  {outcome}, e.g.:")
