@@ -3,7 +3,6 @@ model service received), and the database's unfinished turns."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +12,7 @@ import asyncpg
 
 from bench.soak_students import Sent, is_notice
 from bench.soak_world import choices, done_marker, quiz_title
+from tests.fakes.openai_responses import message_text as item_text
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import ts_key
 from tests.fakes.slack_server import FakeSlack, message_text
@@ -46,8 +46,7 @@ def tally(slack: FakeSlack, openai: FakeOpenAI, sent: list[Sent]) -> Tally:
     by_thread: dict[tuple[str, str], list[Sent]] = defaultdict(list)
     for s in sent:
         by_thread[(s.channel, s.thread_ts)].append(s)
-    user_texts = openai.user_messages()
-    outputs = [str(o["output"]) for o in openai.tool_outputs()]
+    user_texts, outputs = remembered(openai)
     for (channel, thread_ts), sents in by_thread.items():
         replies = [m for m in slack.bot_messages(channel, thread_ts) if m["ts"] != thread_ts]
         _thread(result, slack, channel, replies, sorted(sents, key=lambda s: ts_key(s.ts)))
@@ -59,6 +58,21 @@ def tally(slack: FakeSlack, openai: FakeOpenAI, sent: list[Sent]) -> Tally:
     return result
 
 
+def remembered(openai: FakeOpenAI) -> tuple[list[str], list[str]]:
+    """What the model service keeps in its conversations at the end: the students'
+    messages and the tool outputs (input of a response that failed may be sent again, so
+    the requests alone would count it twice)."""
+    texts: list[str] = []
+    outputs: list[str] = []
+    for conversation in list(openai.responses_api.conversations):
+        for item in openai.conversation_items(conversation):
+            if item.get("type") == "function_call_output":
+                outputs.append(str(item.get("output")))
+            elif item.get("type", "message") == "message" and item.get("role") == "user":
+                texts.append(item_text(item))
+    return texts, outputs
+
+
 def _thread(
     result: Tally,
     slack: FakeSlack,
@@ -66,13 +80,15 @@ def _thread(
     replies: list[dict[str, Any]],
     sents: list[Sent],
 ) -> None:
-    text = "".join(message_text(m) for m in replies)
+    # A message counts once however many times it shows a marker (its ``text`` fallback
+    # repeats its blocks): two answers are two messages.
+    texts = [message_text(m) for m in replies]
     streaming = [m["ts"] for m in replies if slack.is_streaming(channel, m["ts"])]
     result.open_streams += len(streaming)
     unanswered: list[Sent] = []
     for s in sents:
-        ends = text.count(done_marker(s.token))
-        starts = text.count(f"Answer {s.token}:") + text.count(f"Feedback {s.token}:")
+        ends = sum(1 for t in texts if done_marker(s.token) in t)
+        starts = sum(1 for t in texts if f"Answer {s.token}:" in t or f"Feedback {s.token}:" in t)
         if ends >= 2 or starts >= 2:
             result.note("answered twice", s, f"{starts} starts, {ends} ends")
         elif ends == 1:
@@ -109,7 +125,7 @@ def _quiz(
     )
     result.quiz[f"posted {min(posted, 2) if posted < 2 else '2+'}x"] += 1
     picks = choices(s.token)
-    delivered = sum(1 for o in outputs if any(json.dumps(p) in o or p in o for p in picks))
+    delivered = sum(1 for o in outputs if any(p in o for p in picks))
     as_message = sum(1 for text in user_texts if any(p in text for p in picks))
     if not s.quiz_submitted:
         result.quiz["not submitted by the student"] += 1
@@ -156,7 +172,7 @@ def report(result: Tally) -> None:
         f"still in flight {o['in flight']}"
     )
     print(
-        f"  the model service received each message: once {result.model_saw['once']}, "
+        f"  the model service keeps each message: once {result.model_saw['once']}, "
         f"twice or more {result.model_saw['twice']}, never {result.model_saw['never']}"
     )
     q = result.quiz
