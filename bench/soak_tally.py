@@ -95,9 +95,11 @@ def _thread(
             result.outcomes["answered once"] += 1
         else:
             unanswered.append(s)
-    # A notice ("… Please try again.") answers the earliest unanswered message before it.
+    # A notice ("… Please try again.") answers the latest unanswered message before it
+    # (a student waits for each answer, so that is the turn that failed).
     for notice in (m for m in replies if is_notice(m)):
-        target = next((s for s in unanswered if ts_key(s.ts) < ts_key(notice["ts"])), None)
+        before = [s for s in unanswered if ts_key(s.ts) < ts_key(notice["ts"])]
+        target = before[-1] if before else None
         if target is None:
             result.extra_notices += 1
             continue
