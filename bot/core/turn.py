@@ -110,6 +110,8 @@ class _Context:
     writer: AnswerWriter | None = None
     notes: list[str] = field(default_factory=list)  # said under the answer (footer)
     parked: bool = False  # waiting on a quiz: the trace stays open for the answers
+    # Worked before (resumed, or begun again): what it posted may not have been recorded.
+    worked_before: bool = False
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -291,6 +293,7 @@ class TurnRunner:
         turn = ctx.turn
         if turn.status in (TurnStatus.RUNNING, TurnStatus.POSTING) and turn.remote_run_id:
             log.info("resuming turn %s (run %s)", turn.id, turn.remote_run_id)
+            ctx.worked_before = True
             return await self._resume(ctx)
         if turn.kind is TurnKind.QUIZ_ANSWERS:
             return await self._submit_quiz_answers(ctx)
@@ -309,6 +312,7 @@ class TurnRunner:
             await ctx.lifecycle.complete(turn)
             return "Success"
         retrying = turn.status is TurnStatus.RUNNING
+        ctx.worked_before = retrying
         await ctx.lifecycle.begin(turn)
         await ctx.status.show(THINKING)
         user_input = await self._user_input(ctx)
@@ -629,7 +633,9 @@ class TurnRunner:
         turn, thread = ctx.turn, ctx.thread
         await writer.pause(deadline=self._post_deadline)
         student = await self._student_of(turn)
-        immediate = await self._quizzes.open_quizzes(thread, turn, result, student)
+        immediate = await self._quizzes.open_quizzes(
+            thread, turn, result, student, look_first=ctx.worked_before
+        )
         if immediate is None:
             # Parked: the quiz waits for the student; this worker moves on.
             ctx.status.replied()

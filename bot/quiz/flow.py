@@ -38,6 +38,14 @@ from store.base import Store
 
 log = logging.getLogger(__name__)
 
+QUIZ_METADATA_EVENT = "tutorbot_quiz"
+
+
+def quiz_metadata(quiz_id: int) -> dict[str, object]:
+    """Slack message metadata naming the quiz its message shows (see ``_posted_before``)."""
+    return {"event_type": QUIZ_METADATA_EVENT, "event_payload": {"quiz": quiz_id}}
+
+
 # Called with (thread id, parent turn id, batch run id, user) once a run's quizzes are answered.
 EnqueueAnswers = Callable[[int, int, str, str | None], Awaitable[object]]
 
@@ -125,9 +133,16 @@ class QuizFlow:
     # -- from the run: open quizzes ------------------------------------------------------
 
     async def open_quizzes(
-        self, thread: Thread, turn: Turn, result: RunResult, student: str | None
+        self,
+        thread: Thread,
+        turn: Turn,
+        result: RunResult,
+        student: str | None,
+        *,
+        look_first: bool = False,
     ) -> list[ToolOutput] | None:
         """Post a message per valid ``display_quiz`` call of a run that requires action.
+        ``look_first``: the turn was worked before, so Slack may show a quiz already.
 
         Returns None when at least one quiz now waits for the student; otherwise (every call
         invalid or unknown) the error outputs to submit right away.
@@ -176,13 +191,44 @@ class QuizFlow:
                 error=None,
             )
             opened = True
-            if quiz.message_ts is None:  # not posted yet (a resumed turn may have posted it)
-                text, blocks = quiz_message(quiz)
-                ts = await self._replies.post(
-                    thread.key.channel, text, thread_ts=thread.key.thread_ts, blocks=blocks
-                )
+            if quiz.message_ts is None:  # not recorded as posted (a resumed turn may have)
+                ts = await self._posted_before(thread, turn, quiz) if look_first else None
+                if ts is None:
+                    text, blocks = quiz_message(quiz)
+                    ts = await self._replies.post(
+                        thread.key.channel,
+                        text,
+                        thread_ts=thread.key.thread_ts,
+                        blocks=blocks,
+                        metadata=quiz_metadata(quiz.id),
+                    )
                 await self._store.set_quiz_message(quiz.id, ts)
         return None if opened else outputs
+
+    async def _posted_before(self, thread: Thread, turn: Turn, quiz: Quiz) -> str | None:
+        """The quiz's message if an earlier attempt of the turn posted it but died (or lost
+        the database) before recording it: posting again would leave the student two
+        copies, one whose buttons no longer show what they do."""
+        key = thread.key
+        # Quiz-answer turns have no Slack message of their own: look at the whole thread.
+        after = turn.message_ts if turn.message_ts[:1].isdigit() else key.thread_ts
+        try:
+            mine = await self._replies.bot_replies_after(key.channel, key.thread_ts, after)
+        except SlackError as exc:
+            log.info("could not look for quiz %s in %s: %s", quiz.id, key, exc.error)
+            return None
+        wanted = quiz_metadata(quiz.id)
+        for message in mine:
+            metadata = message.get("metadata") or {}
+            if (
+                metadata.get("event_type") == wanted["event_type"]
+                and metadata.get("event_payload") == wanted["event_payload"]
+            ):
+                log.info(
+                    "quiz %s was posted before a restart (%s); using it", quiz.id, message["ts"]
+                )
+                return str(message["ts"])
+        return None
 
     async def _create(
         self,

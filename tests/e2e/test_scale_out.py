@@ -10,19 +10,21 @@ deliveries are acknowledged only once recorded (5xx while the database is down).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.e2e.bot_process import BotProcess
 from tests.e2e.tcp_proxy import TcpProxy
-from tests.fakes.openai_model import Reply
+from tests.fakes.openai_model import FunctionCall, Reply
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_payloads import app_mention, message, next_ts
+from tests.fakes.slack_payloads import app_mention, block_actions, message, next_ts
 from tests.fakes.slack_server import FakeSlack, message_text
 
 LONG = " ".join(f"Step {i}: keep both sides balanced." for i in range(1, 121))
@@ -267,3 +269,71 @@ async def test_an_answer_in_flight_finishes_once_the_database_is_back(
     )
     await bot.wait_idle(30)
     assert d.thread_text("C1", event["ts"]) == LONG, bot.log
+
+
+QUIZ = {
+    "title": "Warm-up",
+    "questions": [
+        {"question_text": "2 + 2?", "question_type": "MULTIPLE_CHOICE", "choices": ["3", "4"]}
+    ],
+}
+
+
+def _quiz_messages(d: Deployment, thread_ts: str) -> list[dict[str, Any]]:
+    return [
+        m
+        for m in d.slack.bot_messages("C1", thread_ts)
+        if any(b.get("type") == "header" for b in m.get("blocks") or [])
+    ]
+
+
+async def _click(bot: BotProcess, d: Deployment, quiz: dict[str, Any], starts: str) -> None:
+    current = d.slack.find_message("C1", quiz["ts"]) or quiz
+    [element] = [
+        el
+        for block in current["blocks"]
+        if block["type"] == "actions"
+        for el in block["elements"]
+        if el["action_id"].startswith(starts) and (starts != "quiz_choice" or "4" in json.dumps(el))
+    ]
+    payload = block_actions(
+        action_id=element["action_id"],
+        value=element["value"],
+        message=current,
+        trigger_id=d.slack.new_trigger_id("U1"),
+    )
+    result = await bot.sender.post_interaction(payload)
+    assert result.status == 200, result.body
+
+
+async def test_a_quiz_posted_but_not_recorded_is_not_posted_again(
+    deployment: Deployment,
+) -> None:
+    d = deployment
+    first, second = await d.start_bot(), await d.start_bot()
+    d.openai.model.push(
+        Reply(function_calls=[FunctionCall(name="display_quiz", arguments=json.dumps(QUIZ))]),
+        Reply(text="Right, 4."),
+    )
+    # Slack takes the quiz but answers slowly: the process dies before recording it.
+    d.slack.delay_next("chat.postMessage", 2.0)
+    event, _ = await first.mention("quiz me")
+    await d.slack.wait_for(lambda: d.slack.calls_to("chat.postMessage"), timeout=10)
+    assert "Warm-up" in json.dumps(d.slack.calls_to("chat.postMessage")[0].args)
+    assert first.process is not None
+    first.process.send_signal(signal.SIGKILL)
+    await first.process.wait()
+    await d.slack.wait_for(lambda: _quiz_messages(d, event["ts"]), timeout=10)
+    await asyncio.sleep(6.0)  # the other process takes the turn over…
+    quizzes = _quiz_messages(d, event["ts"])
+    assert len(quizzes) == 1, d.logs()
+    [quiz] = quizzes
+    # …and the quiz the student sees is the one that works.
+    await _click(second, d, quiz, "quiz_choice")
+    await d.slack.wait_for(
+        lambda: "✓ 4" in json.dumps(d.slack.find_message("C1", quiz["ts"]), ensure_ascii=False)
+    )
+    await _click(second, d, quiz, "quiz_submit")
+    await d.slack.wait_for(lambda: "Right, 4." in d.thread_text("C1", event["ts"]), timeout=15)
+    await second.wait_idle(20)
+    assert [json.loads(o["output"]) for o in d.openai.tool_outputs()] == [["4"]]

@@ -220,6 +220,10 @@ class FakeOpenAI:
         """Delay the next matching request by ``seconds`` (real time) before handling it."""
         self._faults.append(_Fault("hang", path_contains, 1, seconds=seconds))
 
+    def faults_pending(self, path_contains: str) -> int:
+        """How many injected failures and hangs on matching paths are still to come."""
+        return sum(f.count for f in self._faults if f.path_contains == path_contains)
+
     def tool_outputs(self) -> list[dict]:
         return [dict(o) for o in self._tool_outputs]
 

@@ -400,6 +400,10 @@ class FakeSlack:
         for _ in range(count):
             self._faults[method].append(_Fault("delay", seconds=seconds))
 
+    def faults_pending(self, method: str) -> int:
+        """How many injected faults the next calls of ``method`` will still meet."""
+        return len(self._faults.get(method) or ())
+
     def new_trigger_id(self, user: str = "U1") -> str:
         """A trigger id good for one ``views.open``/``views.push`` within ``trigger_ttl`` s."""
         trigger_id = _format_trigger_id()
