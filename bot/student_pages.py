@@ -58,6 +58,7 @@ class StudentPages:
                 questions=[question.text for question in q.questions],
                 answers=q.answers,
                 submitted=q.status in SUBMITTED,
+                skipped=q.status is QuizStatus.SKIPPED,
                 permalink=links.get((q.channel, q.message_ts)) if q.message_ts else None,
             )
             for q in page.quizzes

@@ -62,6 +62,7 @@ class HomeQuiz:
     answers: Sequence[str | None]  # the student's, in question order; None = not answered
     submitted: bool
     permalink: str | None = None
+    skipped: bool = False  # the student moved on without submitting it
 
 
 def home_view(
@@ -119,7 +120,7 @@ def _conversation_line(conversation: HomeConversation) -> str:
 
 
 def _quiz_text(quiz: HomeQuiz) -> str:
-    status = "✅ Submitted" if quiz.submitted else "📝 Open"
+    status = "✅ Submitted" if quiz.submitted else "⏭️ Skipped" if quiz.skipped else "📝 Open"
     head = f"*{_link(_title(quiz.title), quiz.permalink)}* · {slack_date(quiz.when)} · {status}"
     lines = [head]
     for i, question in enumerate(quiz.questions):

@@ -116,6 +116,7 @@ def test_quizzes_show_answers_and_state() -> None:
         ),
         HomeQuiz("Equations", WHEN, ["3x + 11 = 14"], ["x = 1"], submitted=True),
         HomeQuiz("Short answers list", WHEN, ["a", "b"], ["yes"], submitted=False),
+        HomeQuiz("Moved on", WHEN, ["c"], [None], submitted=False, skipped=True),
     ]
     texts = _texts(_view(quizzes=quizzes))
     fractions = next(t for t in texts if "Fractions" in t)
@@ -125,6 +126,8 @@ def test_quizzes_show_answers_and_state() -> None:
     assert "✅ Submitted" in equations and "1. 3x + 11 = 14 → x = 1" in equations
     short = next(t for t in texts if "Short answers" in t)
     assert short.endswith("2. b → _no answer yet_")
+    moved_on = next(t for t in texts if "Moved on" in t)
+    assert "⏭️ Skipped" in moved_on and "📝 Open" not in moved_on
 
 
 def test_limits_hold_for_the_largest_home() -> None:
