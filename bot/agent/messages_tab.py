@@ -20,7 +20,7 @@ from bot.agent.surfaces import (
     greeting_text,
     suggested_prompts_payload,
 )
-from bot.replies import Replies
+from bot.replies import Replies, SlackError
 from bot.tasks import BackgroundTasks
 from store.base import Store, ViewedChannel
 
@@ -86,9 +86,12 @@ class MessagesTab:
         self._later(self._replies.set_title(channel, ts, dm_title(text)), f"title-{ts}")
 
     async def _greet(self, user: str, channel: str, *, thread_ts: str | None) -> None:
-        await self._replies.post(
-            channel, greeting_text(user), thread_ts=thread_ts, metadata=GREETING_METADATA
-        )
+        try:
+            await self._replies.post(
+                channel, greeting_text(user), thread_ts=thread_ts, metadata=GREETING_METADATA
+            )
+        except SlackError as exc:
+            log.warning("could not greet %s in %s: %s", user, channel, exc.error)
         await self._replies.set_suggested_prompts(
             channel, suggested_prompts_payload(), thread_ts=thread_ts, title=PROMPTS_TITLE
         )
