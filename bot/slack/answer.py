@@ -179,6 +179,9 @@ class AnswerWriter:
         self._live = LiveText()
         self._live.raw_chars = self.progress.raw
         self._pending = ""  # cleaned text not sent yet
+        # While a full message is being ended: the start of the next one, and the text that
+        # arrives meanwhile after it (``_roll_over``).
+        self._rolling: str | None = None
         self._tasks: dict[str, StepUpdate] = {}  # task updates not sent yet
         self._tasks_sent: dict[str, StepUpdate] = {}  # ...and those in the call under way
         self._stream_ok = True
@@ -211,7 +214,11 @@ class AnswerWriter:
             self._skip_raw -= skipped
             text = text[skipped:]
         if text:
-            self._pending += self._live.feed(text, message=delta.message)
+            cleaned = self._live.feed(text, message=delta.message)
+            if self._rolling is not None:
+                self._rolling += cleaned  # it follows the next message's start
+            else:
+                self._pending += cleaned
         if delta.cursor is not None:
             self.progress.cursor = delta.cursor
         self._kick()
@@ -703,12 +710,16 @@ class AnswerWriter:
         else:
             head_rest, tail = cut.head[shown:], cut.tail
         self._pending = head_rest
+        # Text that arrives while this message is ended goes after ``tail``, not into the
+        # message being ended (nor before ``tail``, if the end fails and is given back).
+        self._rolling = tail
         if not self.progress.mode:
             self.progress.mode = self._choose_mode(False)
         try:
             await self._flush(final=True)
         finally:
-            self._pending += tail
+            rest, self._rolling = self._rolling, None
+            self._pending += rest
 
     async def _rewrite_resumed(self) -> None:
         """After a restart: stop the old stream (if still live) and make its text exactly

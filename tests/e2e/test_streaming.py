@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -278,3 +279,25 @@ async def test_a_server_that_cannot_stream_is_polled(harness: Harness) -> None:
     streamed_requests = [r for r in h.openai.requests if (r.json or {}).get("stream")]
     assert len(streamed_requests) == 1
     h.openai.violations.clear()  # the refused stream request was recorded as one
+
+
+async def test_text_written_while_a_full_message_is_ended_keeps_its_place(
+    harness: Harness,
+) -> None:
+    """An answer longer than one message continues in the next; the words the model writes
+    while Slack takes its time ending the full message come after the ones carried over,
+    never before them (the order was once scrambled there)."""
+    h = harness
+    code = "\n".join(f"print({i} * {i})  # line {i}" for i in range(900))
+    answer = "Here is the program:\n\n```python\n" + code + "\n```\n\nAnd that's all."
+    h.openai.model.push(Reply(text=answer, first_token_latency=0.1, write_time=3.0))
+    h.slack.delay_next("chat.stopStream", 0.6, count=5)
+    event = await h.mention("write a long program")
+    await h.slack.wait_for(lambda: "that's all" in shown(h, event["ts"]), timeout=20)
+    await h.settle()
+    text = shown(h, event["ts"])
+    numbers = [int(n) for n in re.findall(r"# line (\d+)", text)]
+    assert numbers == list(range(900)), "every line once, in order"
+    for m in h.slack.bot_messages("C1", event["ts"]):
+        if m["ts"] != event["ts"]:
+            assert message_text(m).count("```") % 2 == 0, "each message's code fences balanced"
