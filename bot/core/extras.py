@@ -21,13 +21,14 @@ from bot.slack.surface import Surface
 log = logging.getLogger(__name__)
 
 METADATA_EVENT = "tutorbot_reply"
+FAILURE_PART = "failure"  # the notice telling the student a turn failed
 
 
 def reply_metadata(turn: Turn, part: str) -> dict[str, object]:
     return {"event_type": METADATA_EVENT, "event_payload": {"turn": turn.id, "part": part}}
 
 
-async def _already_posted(replies: Surface, key: ThreadKey, turn: Turn) -> set[str]:
+async def already_posted(replies: Surface, key: ThreadKey, turn: Turn) -> set[str]:
     """Parts of this turn Slack already shows (for a turn worked before)."""
     try:
         mine = await replies.bot_replies_after(key.channel, key.thread_ts, turn.message_ts)
@@ -59,7 +60,7 @@ async def post_extras(
         return
     done = set(progress.posted)
     if turn.attempts > 1 and work:
-        done |= await _already_posted(replies, key, turn)
+        done |= await already_posted(replies, key, turn)
     for generated in result.files:
         part = f"file:{generated.file_id}"
         if part in done:

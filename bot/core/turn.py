@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from bot.agent.context import context_note
-from bot.core.extras import post_extras, reply_metadata
+from bot.core.extras import FAILURE_PART, already_posted, post_extras, reply_metadata
 from bot.core.lifecycle import TurnLifecycle
 from bot.core.workers import Guard
 from bot.domain import Thread, Turn, TurnKind, TurnStatus
@@ -291,6 +291,8 @@ class TurnRunner:
 
     async def _process(self, ctx: _Context) -> Outcome:
         turn = ctx.turn
+        if turn.status in (TurnStatus.RUNNING, TurnStatus.POSTING) and await self._told_failed(ctx):
+            return "Fail"
         if turn.status in (TurnStatus.RUNNING, TurnStatus.POSTING) and turn.remote_run_id:
             log.info("resuming turn %s (run %s)", turn.id, turn.remote_run_id)
             ctx.worked_before = True
@@ -749,13 +751,13 @@ class TurnRunner:
         *,
         status: TurnStatus = TurnStatus.FAILED,
     ) -> None:
-        """Record the failure, end the answer with what was said, tell the student.
-        Never raises: this is where errors end up."""
+        """End the answer with what was said, tell the student, record the failure.
+        Never raises: this is where errors end up.
+
+        The student is told before the failure is recorded: a process killed in between
+        leaves the turn in flight, and the turn, resumed, finds the notice by its metadata
+        (``_told_failed``) instead of leaving the student without a word."""
         key = ctx.thread.key
-        try:
-            await ctx.lifecycle.fail(ctx.turn, error, status=status)
-        except StoreError as exc:
-            log.error("turn %s: could not record its failure: %s", ctx.turn.id, exc)
         if ctx.writer is not None:
             try:
                 await ctx.writer.close()
@@ -764,7 +766,11 @@ class TurnRunner:
         message = error_text(user_message)
         try:
             await self._replies.post(
-                key.channel, message.text, thread_ts=key.thread_ts, blocks=message.blocks
+                key.channel,
+                message.text,
+                thread_ts=key.thread_ts,
+                blocks=message.blocks,
+                metadata=reply_metadata(ctx.turn, FAILURE_PART),
             )
             ctx.status.replied()
         except SlackError as exc:
@@ -773,6 +779,20 @@ class TurnRunner:
                 await ctx.status.clear()
             except SlackError:
                 pass
+        try:
+            await ctx.lifecycle.fail(ctx.turn, error, status=status)
+        except StoreError as exc:
+            log.error("turn %s: could not record its failure: %s", ctx.turn.id, exc)
+
+    async def _told_failed(self, ctx: _Context) -> bool:
+        """A turn found in flight (its process died): was the student already told it
+        failed? Then the failure is recorded now, and nothing more is said."""
+        turn = ctx.turn
+        if FAILURE_PART not in await already_posted(self._replies, ctx.thread.key, turn):
+            return False
+        log.info("turn %s: its failure notice was posted before a restart", turn.id)
+        await ctx.lifecycle.fail(turn, "failed before a restart", status=TurnStatus.FAILED)
+        return True
 
 
 def _unique(outputs: Sequence[ToolOutput]) -> list[ToolOutput]:

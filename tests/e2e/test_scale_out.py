@@ -202,6 +202,30 @@ async def test_a_reply_posted_but_not_recorded_is_not_posted_again(
     assert "was posted before a restart" in second.log, d.logs()
 
 
+async def test_a_failure_notice_posted_but_not_recorded_is_not_lost_nor_repeated(
+    deployment: Deployment,
+) -> None:
+    """The process dies after telling the student a turn failed and before recording it:
+    the process that takes the turn over finds the notice and records the failure; the
+    student reads one notice, and the model is not asked again."""
+    d = deployment
+    first, second = await d.start_bot(), await d.start_bot()
+    d.openai.model.push(Reply(fail="server_error"), Reply(text="must not be asked"))
+    d.slack.delay_next("chat.postMessage", 2.0)
+    event, _ = await first.mention("solve 3x + 11 = 14")
+    await d.slack.wait_for(lambda: d.slack.calls_to("chat.postMessage"), timeout=20)
+    assert first.process is not None
+    first.process.send_signal(signal.SIGKILL)
+    await first.process.wait()
+    await d.slack.wait_for(lambda: d.thread_text("C1", event["ts"]), timeout=10)
+    await asyncio.sleep(6.0)  # the other process takes the turn over…
+    await second.wait_idle(20)
+    replies = [m for m in d.slack.bot_messages("C1", event["ts"]) if m["ts"] != event["ts"]]
+    assert len(replies) == 1 and "send your message again" in message_text(replies[0]), d.logs()
+    assert "failure notice was posted before a restart" in second.log, d.logs()
+    assert d.openai.model.pending == 1, "the model was not asked again"
+
+
 async def test_shutdown_while_an_answer_is_posted_is_not_answered_twice(
     deployment: Deployment,
 ) -> None:
