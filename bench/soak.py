@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import tempfile
@@ -186,7 +187,8 @@ async def run(args: argparse.Namespace) -> None:
         d = delivery.stats
         print(
             f"ran {elapsed:.0f} s ({len(sent)} messages); settled: {'yes' if settled else 'NO'}; "
-            f"kills {deployment.kills}, database outages {plug.outages or 'none'}"
+            f"kills {deployment.kills} (restarts that failed and were tried again: "
+            f"{deployment.failed_starts}), database outages {plug.outages or 'none'}"
         )
         print(
             f"  deliveries {d.deliveries}: attempts {d.attempts}, refused (non-2xx) {d.refused}, "
@@ -254,6 +256,8 @@ async def _settle(slack: FakeSlack, deployment: Deployment, timeout: float = 120
 
 
 def main() -> None:
+    # A process killed mid-request makes the fakes' server log a traceback: expected here.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
