@@ -30,7 +30,7 @@ from tests.fakes.slack_server import FakeSlack, message_text
 # lost, or in flight, at the end): the run timeout, a takeover and Slack's retries fit.
 ANSWER_WAIT = 90.0
 POLL = 0.3
-NOTICE_WORDS = ("try again", "ask again")
+NOTICE_WORDS = ("try again", "ask again", "message again")
 
 
 def is_notice(msg: dict[str, Any]) -> bool:
