@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import tempfile
@@ -33,6 +34,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -132,12 +134,13 @@ async def run(args: argparse.Namespace) -> None:
     if postgres:
         admin = await asyncpg.connect(args.database_url)
         await admin.execute(f"CREATE SCHEMA {schema}")
-        proxy = TcpProxy()
+        # The bots reach the server through a proxy the soak can cut.
+        given = urlsplit(args.database_url)
+        proxy = TcpProxy(given.hostname or "127.0.0.1", given.port or 5432)
         await proxy.start()
-        database_url = (
-            args.database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
-            + f"?search_path={schema}"
-        )
+        userinfo = given.netloc.rpartition("@")[0]
+        netloc = f"{userinfo}@127.0.0.1:{proxy.port}" if userinfo else f"127.0.0.1:{proxy.port}"
+        database_url = urlunsplit(given._replace(netloc=netloc, query=f"search_path={schema}"))
     else:
         database_url = f"sqlite:///{logs / 'soak.db'}"
     processes = args.processes or (2 if postgres else 1)
@@ -179,14 +182,13 @@ async def run(args: argparse.Namespace) -> None:
         settled = await _settle(slack, deployment)
         result = tally(slack, openai, sent)
         result.unfinished_turns = await unfinished_turns(
-            database_url.replace(f"127.0.0.1:{proxy.port}", "127.0.0.1:5432")
-            if proxy
-            else database_url
+            f"{args.database_url}?search_path={schema}" if postgres else database_url
         )
         d = delivery.stats
         print(
             f"ran {elapsed:.0f} s ({len(sent)} messages); settled: {'yes' if settled else 'NO'}; "
-            f"kills {deployment.kills}, database outages {plug.outages or 'none'}"
+            f"kills {deployment.kills} (restarts that failed and were tried again: "
+            f"{deployment.failed_starts}), database outages {plug.outages or 'none'}"
         )
         print(
             f"  deliveries {d.deliveries}: attempts {d.attempts}, refused (non-2xx) {d.refused}, "
@@ -254,6 +256,8 @@ async def _settle(slack: FakeSlack, deployment: Deployment, timeout: float = 120
 
 
 def main() -> None:
+    # A process killed mid-request makes the fakes' server log a traceback: expected here.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -30,7 +30,7 @@ from tests.fakes.slack_server import FakeSlack, message_text
 # lost, or in flight, at the end): the run timeout, a takeover and Slack's retries fit.
 ANSWER_WAIT = 90.0
 POLL = 0.3
-NOTICE_WORDS = ("try again", "ask again")
+NOTICE_WORDS = ("try again", "ask again", "message again")
 
 
 def is_notice(msg: dict[str, Any]) -> bool:
@@ -140,9 +140,11 @@ class Student:
 
     # -- sending ---------------------------------------------------------------------------
 
-    async def send(self, kind: str, text_of: Callable[[str], str]) -> Sent:
+    async def send(self, kind: str, template: str) -> Sent:
+        """Send ``template`` with a new token in it (as the thread's first message, a
+        mention); returns what was sent once Slack stopped trying to deliver it."""
         token = self.tokens.take()
-        text = text_of(token)
+        text = template.format(token=token)
         ts = next_ts()
         if not self.thread_ts:
             self.thread_ts = ts
@@ -161,15 +163,13 @@ class Student:
         for step in self.steps:
             before = self.notices() if self.thread_ts else 0
             if step == "ask":
-                sent = await self.send("ask", lambda t: f"question {t}: what is 3 + 4?")
+                sent = await self.send("ask", "question {token}: what is 3 + 4?")
                 await self.wait_answer([sent.token], before)
             elif step == "burst":
                 burst = []
                 for _ in range(3):
                     burst.append(
-                        asyncio.create_task(
-                            self.send("burst", lambda t: f"and {t}: what about 5 + 6?")
-                        )
+                        asyncio.create_task(self.send("burst", "and {token}: what about 5 + 6?"))
                     )
                     await asyncio.sleep(self.rng.uniform(0.02, 0.15))
                 sents = await asyncio.gather(*burst)
@@ -177,7 +177,7 @@ class Student:
             else:
                 modal = step == "quiz_modal"
                 extra = " with a modal question" if modal else ""
-                sent = await self.send(step, lambda t, extra=extra: f"quiz me {t}{extra}")
+                sent = await self.send(step, "quiz me {token}" + extra)
                 await self.take_quiz(sent, modal, before)
             await asyncio.sleep(self.rng.uniform(0.3, 2 * self.think))
 

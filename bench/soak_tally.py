@@ -89,7 +89,9 @@ def _thread(
     for s in sents:
         ends = sum(1 for t in texts if done_marker(s.token) in t)
         starts = sum(1 for t in texts if f"Answer {s.token}:" in t or f"Feedback {s.token}:" in t)
-        if ends >= 2 or starts >= 2:
+        # Two complete answers are a doubled reply; a broken one ended by a failure notice
+        # and then answered in full (owed quiz answers go with the next message) is not.
+        if ends >= 2:
             result.note("answered twice", s, f"{starts} starts, {ends} ends")
         elif ends == 1:
             result.outcomes["answered once"] += 1
@@ -138,9 +140,19 @@ def _quiz(
     elif delivered + as_message >= 2:
         result.quiz["answers delivered twice"] += 1
         result.note("quiz answers twice", s, f"{delivered} tool outputs, {as_message} messages")
+    elif s.quiz_submitted and told_after(slack, s):
+        # The feedback failed and the student was told: the answers go with their next
+        # message (none came: the soak ended).
+        result.quiz["answers not kept yet, the student told to try again"] += 1
     elif s.quiz_submitted:
         result.quiz["answers lost"] += 1
         result.note("quiz answers lost", s)
+
+
+def told_after(slack: FakeSlack, s: Sent) -> bool:
+    """Whether a failure notice follows the quiz in its thread."""
+    replies = slack.bot_messages(s.channel, s.thread_ts)
+    return any(is_notice(m) and ts_key(m["ts"]) > ts_key(s.ts) for m in replies)
 
 
 async def unfinished_turns(database_url: str) -> dict[str, int]:
@@ -182,7 +194,8 @@ def report(result: Tally) -> None:
         f"  quizzes {result.quizzes}: answers delivered once as display_quiz output "
         f"{q['answers delivered once']}, "
         f"once as a message {q['answers delivered once, as a message']}, "
-        f"twice {q['answers delivered twice']}, lost {q['answers lost']}; "
+        f"twice {q['answers delivered twice']}, lost {q['answers lost']}, not kept after a "
+        f"failure notice {q['answers not kept yet, the student told to try again']}; "
         f"posted once {q['posted 1x']}, twice {q['posted 2+x']}, never {q['posted 0x']}; "
         f"not submitted {q['not submitted by the student']}"
     )

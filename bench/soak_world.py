@@ -195,6 +195,8 @@ class Deployment:
         self.live: dict[int, Incarnation] = {}
         self.history: list[Incarnation] = []
         self.kills = 0
+        self.failed_starts = 0
+        self._starts = 0
 
     def _settings(self) -> dict[str, str]:
         return {
@@ -207,11 +209,15 @@ class Deployment:
         }
 
     async def start(self, slot: int) -> Incarnation:
-        count = sum(1 for i in self.history if i.slot == slot)
-        directory = self.workdir / f"p{slot}-{count}"
+        self._starts += 1
+        directory = self.workdir / f"p{slot}-{self._starts}"
         directory.mkdir(parents=True)
         bot = BotProcess(directory, self.slack, self._settings())
-        await bot.start(timeout=60)
+        try:
+            await bot.start(timeout=60)
+        except AssertionError:
+            await bot.kill()
+            raise
         sender = SlackSender(
             f"{bot.url}/slack/events",
             SIGNING_SECRET,
@@ -233,7 +239,14 @@ class Deployment:
         if incarnation is not None:
             await incarnation.bot.kill()
             self.kills += 1
-        await self.start(slot)
+        while True:  # as a supervisor would: a process that cannot start is started again
+            try:
+                await self.start(slot)
+                return
+            except AssertionError as exc:  # it exited (the database is down, say)
+                self.failed_starts += 1
+                print(f"  process {slot} did not start: {str(exc).splitlines()[0][:120]}")
+                await asyncio.sleep(2.0)
 
     def pick(self, avoid: int | None = None) -> Incarnation | None:
         """A live process to send to (not ``avoid`` when another is live)."""

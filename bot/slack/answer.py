@@ -348,9 +348,10 @@ class AnswerWriter:
                 try:
                     await self._flush(final=True, blocks=blocks)
                     break
-                except SlackUnavailable:
+                except SlackUnavailable as exc:
                     if self._clock() >= give_up:
                         raise
+                    reason = exc
                 except SlackError as exc:
                     if not blocks or exc.error not in _BLOCKS_REFUSED:
                         raise
@@ -359,7 +360,7 @@ class AnswerWriter:
                     continue
             wait = OFFLINE_RETRY[min(attempt, len(OFFLINE_RETRY) - 1)]
             attempt += 1
-            log.info("Slack unreachable; trying %s again in %.0f s", self._key, wait)
+            log.info("Slack unreachable (%s); trying %s again in %.0f s", reason, self._key, wait)
             await asyncio.sleep(min(wait, max(give_up - self._clock(), 0.1)))
         self.progress.done = True
 
