@@ -23,8 +23,11 @@ from bot.quiz.blocks import (
 from bot.quiz.flow import NOT_FOUND, QuizFlow
 from bot.replies import Replies
 from bot.tasks import BackgroundTasks
+from store.base import StoreError
 
 log = logging.getLogger(__name__)
+
+CLICK_NOT_SAVED = "I couldn't save that click just now. Please click again in a moment."
 
 
 def _where(body: dict[str, Any]) -> tuple[str, str, str | None]:
@@ -43,6 +46,19 @@ def register(app: AsyncApp, quizzes: QuizFlow, replies: Replies, tasks: Backgrou
     async def handle_click(body: dict[str, Any], action: dict[str, Any]) -> None:
         user = str((body.get("user") or {}).get("id") or "")
         channel, message_ts, thread_ts = _where(body)
+        try:
+            note = await take_click(body, action, user, channel, message_ts)
+        except StoreError as exc:
+            # Slack does not send a click again: the student is asked to, and nothing
+            # half-done is kept (each quiz step is one store call).
+            log.warning("quiz click from %s not recorded: %s", user, exc)
+            note = CLICK_NOT_SAVED
+        if note is not None and channel and user:
+            await replies.ephemeral(channel, user, note, thread_ts=thread_ts)
+
+    async def take_click(
+        body: dict[str, Any], action: dict[str, Any], user: str, channel: str, message_ts: str
+    ) -> str | None:
         try:
             parsed = parse_action(action.get("action_id"), action.get("value"))
         except QuizPayloadError as exc:
@@ -71,8 +87,7 @@ def register(app: AsyncApp, quizzes: QuizFlow, replies: Replies, tasks: Backgrou
                 note = await quizzes.submit(
                     parsed.quiz_id, user=user, channel=channel, message_ts=message_ts
                 )
-        if note is not None and channel and user:
-            await replies.ephemeral(channel, user, note, thread_ts=thread_ts)
+        return note
 
     for pattern in (ACTION_CHOICE_PATTERN, ACTION_OPEN_FREE_PATTERN, ACTION_SUBMIT_PATTERN):
         app.action(pattern)(on_quiz_button)

@@ -14,8 +14,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.e2e.conftest import Harness
+from tests.e2e.test_quiz import (
+    MC_ONLY,
+    button,
+    choose,
+    click,
+    dump,
+    quiz_call,
+    submit,
+    wait_quizzes,
+)
 from tests.fakes.openai_model import Reply
 from tests.fakes.slack_payloads import app_mention, next_ts
 from tests.fakes.slack_server import message_text
@@ -94,3 +105,26 @@ def _thread_text(h: Harness, thread_ts: str) -> str:
         for m in h.slack.bot_messages("C1", thread_ts)
         if m["ts"] != thread_ts and "Still here" not in message_text(m)
     )
+
+
+@pytest.mark.parametrize("runtime", ["responses"], indirect=True)
+async def test_a_quiz_click_the_store_cannot_record_asks_the_student_to_click_again(
+    harness: Harness,
+) -> None:
+    """Slack never sends a click again: one the database could not take is not silently
+    dropped; the student is asked to click again, and the next click counts."""
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Right!"))
+    event = await h.mention("quiz me")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    with write_lock(db_path(h)):
+        await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
+        await h.slack.wait_for(
+            lambda: any("click again" in e.get("text", "") for e in h.slack.ephemerals),
+            timeout=15,
+        )
+    assert "✓ 4" not in dump(h.slack.find_message("C1", quiz["ts"]))
+    await choose(h, quiz, "4")
+    await submit(h, quiz)
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert answers[-1] == "Right!"
