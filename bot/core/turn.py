@@ -763,6 +763,20 @@ class TurnRunner:
                 await ctx.writer.close()
             except (SlackError, SlackUnavailable) as exc:
                 log.warning("could not close the answer in %s: %s", key, exc)
+        if ctx.may_write is not None and not ctx.may_write():
+            # This process's hold on the thread is in doubt: nothing is said; the record
+            # below tells whether it still works the thread (if not, the new owner does).
+            log.warning("turn %s failed while its lease is in doubt: %s", ctx.turn.id, error)
+        else:
+            await self._tell_failed(ctx, user_message)
+        try:
+            await ctx.lifecycle.fail(ctx.turn, error, status=status)
+        except StoreError as exc:
+            log.error("turn %s: could not record its failure: %s", ctx.turn.id, exc)
+
+    async def _tell_failed(self, ctx: _Context, user_message: str) -> None:
+        """The failure notice, carrying the turn in its metadata (best effort)."""
+        key = ctx.thread.key
         message = error_text(user_message)
         try:
             await self._replies.post(
@@ -779,10 +793,6 @@ class TurnRunner:
                 await ctx.status.clear()
             except SlackError:
                 pass
-        try:
-            await ctx.lifecycle.fail(ctx.turn, error, status=status)
-        except StoreError as exc:
-            log.error("turn %s: could not record its failure: %s", ctx.turn.id, exc)
 
     async def _told_failed(self, ctx: _Context) -> bool:
         """A turn found in flight (its process died): was the student already told it
