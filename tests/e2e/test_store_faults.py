@@ -117,6 +117,7 @@ async def test_a_quiz_click_the_store_cannot_record_asks_the_student_to_click_ag
     h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Right!"))
     event = await h.mention("quiz me")
     [quiz] = await wait_quizzes(h, event["ts"])
+    await h.settle()  # the quiz's message is recorded: the click below is its own
     with write_lock(db_path(h)):
         await click(h, quiz, button(quiz, starts="quiz_choice", text="4"))
         await h.slack.wait_for(
