@@ -128,24 +128,29 @@ def open_fence(markdown: str) -> str | None:
     return f"{fence.indent}{fence.fence}{fence.info}"
 
 
-def roll_over(text: str, limit: int) -> Rollover:
+def roll_over(text: str, limit: int, *, keep: int = 0) -> Rollover:
     """Cut ``text`` (longer than ``limit``) for a new message, code fences balanced.
 
     Prefers a paragraph break, then a line break, in the second half of the room; the part
-    that stays gets a closing fence if it ends inside code, the rest reopens it.
+    that stays gets a closing fence if it ends inside code, the rest reopens it. The first
+    ``keep`` characters (already shown in Slack) always stay whole in the head, which then
+    starts with them exactly.
     """
     room = max(limit - 8, 1)  # leave space for a closing fence
-    cut = text.rfind("\n\n", room // 2, room)
+    start = max(room // 2, keep)
+    cut = text.rfind("\n\n", start, room)
     if cut < 0:
-        cut = text.rfind("\n", room // 2, room)
+        cut = text.rfind("\n", start, room)
     if cut < 0:
-        cut = room
-    head, tail = text[:cut].rstrip("\n"), text[cut:].lstrip("\n")
+        cut = max(room, keep)
+    head, tail = text[:cut], text[cut:].lstrip("\n")
+    trimmed = head.rstrip("\n")
+    head = trimmed if len(trimmed) >= keep else head[:keep]
     opener = open_fence(head)
     if opener is not None:
         indent = opener[: len(opener) - len(opener.lstrip())]
         fence = re.match(r"`{3,}|~{3,}", opener.lstrip())
         assert fence is not None
-        head = f"{head}\n{indent}{fence.group(0)}"
+        head = f"{head}" + ("" if head.endswith("\n") else "\n") + f"{indent}{fence.group(0)}"
         tail = f"{opener}\n{tail}"
     return Rollover(head=head, tail=tail)

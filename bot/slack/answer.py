@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bot.domain import ThreadKey
-from bot.rendering._live import LiveText, roll_over
+from bot.rendering._live import LiveText, open_fence, roll_over
 from bot.replies import SlackError
 from bot.runtime.base import StepKind, StepState, StepUpdate, TextDelta
 from bot.slack.budget import SlackBudget
@@ -539,7 +539,7 @@ class AnswerWriter:
         if stop:
             await self._quietly_stop(ts)
         text, _ = self._take()
-        whole = self.progress.text + text
+        whole, carried = self._fit(text, ending=not final)
         try:
             await self._call(
                 self._replies.update_markdown(
@@ -553,9 +553,22 @@ class AnswerWriter:
         except (SlackError, SlackUnavailable):
             self._give_back(text)
             raise
+        self._pending = carried + self._pending
         self.progress.text = whole
         await self._sent("")
         self._message_done()
+
+    def _fit(self, text: str, *, ending: bool) -> tuple[str, str]:
+        """The current message's whole text with ``text`` taken in: (whole, carried over
+        to the next message). Cut where it would outgrow the message (text arrives while a
+        call is awaited); and when the message ends mid-answer (``ending``) inside code,
+        at a line break, its fence closed here and reopened in the next message."""
+        whole = self.progress.text + text
+        if len(whole) <= MESSAGE_LIMIT and not (ending and open_fence(whole) is not None):
+            return whole, ""
+        room = min(MESSAGE_LIMIT, len(whole) + 8)  # roll_over keeps 8 for a closing fence
+        cut = roll_over(whole, room, keep=len(self.progress.text))
+        return cut.head, cut.tail
 
     async def _quietly_stop(self, ts: str) -> None:
         """Stop a stream that may already be stopped."""
@@ -705,12 +718,10 @@ class AnswerWriter:
     async def _roll_over(self) -> None:
         """The current message is full: end it and start the next with the rest."""
         shown = len(self.progress.text)
-        cut = roll_over(self.progress.text + self._pending, MESSAGE_LIMIT)
-        if len(cut.head) < shown:  # never cut into what is already shown
-            head_rest, tail = "", self._pending
-        else:
-            head_rest, tail = cut.head[shown:], cut.tail
-        self._pending = head_rest
+        # Never into what is already shown: the head starts with it, fences closed after.
+        cut = roll_over(self.progress.text + self._pending, MESSAGE_LIMIT, keep=shown)
+        self._pending = cut.head[shown:]
+        tail = cut.tail
         # Text that arrives while this message is ended goes after ``tail``, not into the
         # message being ended (nor before ``tail``, if the end fails and is given back).
         self._rolling = tail
@@ -729,7 +740,7 @@ class AnswerWriter:
         assert ts is not None
         await self._quietly_stop(ts)
         text, _ = self._take()
-        whole = self.progress.text + text
+        whole, carried = self._fit(text, ending=False)
         try:
             await self._call(
                 self._replies.update_markdown(self._key.channel, ts, whole or " ", wait=True)
@@ -740,7 +751,10 @@ class AnswerWriter:
         self._rewrite = False
         self.progress.mode = "edit"
         self.progress.text = whole
+        self._pending = carried + self._pending
         await self._sent("")
+        if carried:  # the message is full: the rest goes to the next one
+            self._message_done()
 
     async def _sent(self, text: str, *, ts: str | None = None, last: bool = False) -> None:
         """Bookkeeping after a successful write; a checkpoint when the message is new or

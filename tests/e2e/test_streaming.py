@@ -301,3 +301,36 @@ async def test_text_written_while_a_full_message_is_ended_keeps_its_place(
     for m in h.slack.bot_messages("C1", event["ts"]):
         if m["ts"] != event["ts"]:
             assert message_text(m).count("```") % 2 == 0, "each message's code fences balanced"
+
+
+@pytest.mark.parametrize(
+    ("lines", "stop_delay"),
+    [(250, 0.2), (600, 2.0)],  # the text written meanwhile: a little, or past a message
+    ids=["fits", "overflows"],
+)
+async def test_a_message_ended_mid_answer_by_a_dropped_append_keeps_its_code_whole(
+    harness: Harness, lines: int, stop_delay: float
+) -> None:
+    """An append whose connection drops (it may have gone through) ends the message by
+    rewriting it whole, mid-answer and mid-code. That message gets its code fence closed
+    and the next reopens it; the words the model writes meanwhile must not swell it past
+    one message either. Every line once, in order (the fence was once left open, and the
+    text written meanwhile went into one oversized update)."""
+    h = harness
+    code = "\n".join(f"print({i} * {i})  # line {i}" for i in range(lines))
+    answer = "Here is the program:\n\n```python\n" + code + "\n```\n\nAnd that's all."
+    h.openai.model.push(Reply(text=answer, first_token_latency=0.1, write_time=1.5))
+    h.slack.disconnect_next("chat.appendStream")
+    h.slack.delay_next("chat.stopStream", stop_delay)  # the quiet stop before the rewrite
+    event = await h.mention("write a long program")
+    await h.slack.wait_for(lambda: "that's all" in shown(h, event["ts"]), timeout=20)
+    await h.settle()
+    assert h.slack.faults_pending("chat.appendStream") == 0, "the append did drop"
+    text = shown(h, event["ts"])
+    numbers = [int(n) for n in re.findall(r"# line (\d+)", text)]
+    assert numbers == list(range(lines)), "every line once, in order"
+    replies = [m for m in h.slack.bot_messages("C1", event["ts"]) if m["ts"] != event["ts"]]
+    assert len(replies) >= 2
+    for m in replies:
+        assert len(message_text(m)) <= 12_000
+        assert message_text(m).count("```") % 2 == 0, "each message's code fences balanced"

@@ -111,3 +111,26 @@ def test_roll_over_cuts_a_line_without_breaks() -> None:
     cut = roll_over("z" * 1000, 300)
     assert len(cut.head) <= 300
     assert cut.head + cut.tail == "z" * 1000
+
+
+@pytest.mark.parametrize(
+    ("shown", "pending", "limit"),
+    [
+        # A paragraph break before the shown end would cut into what Slack shows.
+        ("a" * 100 + "\n\n" + "b" * 250, "c" * 200, 400),
+        # The shown text fills the room: the cut is right after it, mid-line.
+        ("```python\n" + "x = 1\n" * 60 + "y = 2", "  # more\nz = 3\n" * 20, 400),
+        # The shown text ends with a line break inside code.
+        ("```\n" + "line\n" * 70, "next\n" * 40, 400),
+        # Nothing shown yet: the usual cut.
+        ("", "w" * 900, 300),
+    ],
+)
+def test_roll_over_never_cuts_into_the_shown_text(shown: str, pending: str, limit: int) -> None:
+    cut = roll_over(shown + pending, limit, keep=len(shown))
+    assert cut.head.startswith(shown)
+    assert open_fence(cut.head) is None, "the message that stays has its fences closed"
+    rest = cut.head[len(shown) :]
+    # Nothing lost, nothing repeated: the fence lines added are the only extra text.
+    joined = (rest + cut.tail).replace("```python", "").replace("```", "").replace("\n", "")
+    assert joined == pending.replace("\n", "")
