@@ -28,6 +28,7 @@ WHOLE_DM = ""  # ``viewing_contexts.thread_ts`` for a context that holds for a w
 @dataclass(frozen=True, slots=True)
 class AgentStatements:
     greet: sa.Insert
+    forget_greeting: sa.Delete
     set_context: sa.Insert
     name_context: sa.Update
     contexts: sa.Select[Any]
@@ -52,6 +53,9 @@ def agent_statements(dialect: str) -> AgentStatements:
     return AgentStatements(
         greet=greet.on_conflict_do_nothing(index_elements=["team", "user_id"]).returning(
             agent_greetings.c.user_id
+        ),
+        forget_greeting=sa.delete(agent_greetings).where(
+            agent_greetings.c.team == _b("p_team"), agent_greetings.c.user_id == _b("p_user_id")
         ),
         set_context=set_context.on_conflict_do_update(
             index_elements=["team", "channel", "thread_ts"],
@@ -116,6 +120,14 @@ class AgentRecords:
             "greet_once", self._agent_sql().greet, {"p_team": team, "p_user_id": user_id}
         )
         return bool(rows)
+
+    async def forget_greeting(self, team: str, user_id: str) -> None:
+        """The greeting did not reach the student: greet them on their next open."""
+        await self._write(
+            "forget_greeting",
+            self._agent_sql().forget_greeting,
+            {"p_team": team, "p_user_id": user_id},
+        )
 
     async def set_viewing_context(
         self, team: str, channel: str, thread_ts: str, viewed: ViewedChannel

@@ -343,6 +343,9 @@ class Store(Protocol):
     async def greet_once(self, team: str, user_id: str) -> bool:
         """True the first time a student is greeted in ``team`` (later opens: False)."""
 
+    async def forget_greeting(self, team: str, user_id: str) -> None:
+        """The greeting did not reach the student: ``greet_once`` is True again."""
+
     async def set_viewing_context(
         self, team: str, channel: str, thread_ts: str, viewed: ViewedChannel
     ) -> None:

@@ -49,7 +49,7 @@ class MessagesTab:
         if viewing is not None:
             await self.viewing(team=team, channel=dm_channel, thread_ts=None, viewing=viewing)
         if await self._store.greet_once(team, user):
-            self._later(self._greet(user, dm_channel, thread_ts=None), f"greet-{user}")
+            self._later(self._greet_once(team, user, dm_channel), f"greet-{user}")
 
     async def thread_started(
         self,
@@ -85,16 +85,26 @@ class MessagesTab:
         """A DM's first message starts a conversation: it gets a title from its words."""
         self._later(self._replies.set_title(channel, ts, dm_title(text)), f"title-{ts}")
 
-    async def _greet(self, user: str, channel: str, *, thread_ts: str | None) -> None:
+    async def _greet_once(self, team: str, user: str, channel: str) -> None:
+        """The Messages tab's greeting; if it does not reach the student, their next open
+        greets them again (the greeted mark was written before the ack)."""
+        if not await self._greet(user, channel, thread_ts=None):
+            await self._store.forget_greeting(team, user)
+
+    async def _greet(self, user: str, channel: str, *, thread_ts: str | None) -> bool:
+        """The greeting and the suggested prompts; False when the greeting failed."""
+        greeted = True
         try:
             await self._replies.post(
                 channel, greeting_text(user), thread_ts=thread_ts, metadata=GREETING_METADATA
             )
         except SlackError as exc:
             log.warning("could not greet %s in %s: %s", user, channel, exc.error)
+            greeted = False
         await self._replies.set_suggested_prompts(
             channel, suggested_prompts_payload(), thread_ts=thread_ts, title=PROMPTS_TITLE
         )
+        return greeted
 
     async def _name_context(self, team: str, channel: str, where: str, viewed: str) -> None:
         name = await self._replies.channel_name(viewed)

@@ -85,6 +85,22 @@ async def test_a_restart_does_not_greet_again(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize("runtime", ["responses"], indirect=True)
+async def test_a_greeting_slack_refused_is_sent_on_the_next_open(harness: Harness) -> None:
+    h = harness
+    h.slack.fail_next("chat.postMessage", "internal_error", status=500)
+    await deliver(h, app_home_opened(user="U1"))
+    await h.settle()
+    await h.slack.wait_for(lambda: h.slack.faults_pending("chat.postMessage") == 0, timeout=5)
+    await h.settle()
+    assert not greetings(h, "U1")
+    await deliver(h, app_home_opened(user="U1"))
+    await h.slack.wait_for(lambda: len(greetings(h, "U1")) == 1, timeout=5)
+    await deliver(h, app_home_opened(user="U1"))
+    await h.settle()
+    assert len(greetings(h, "U1")) == 1, "then greeted once"
+
+
+@pytest.mark.parametrize("runtime", ["responses"], indirect=True)
 async def test_a_top_level_dm_is_answered_in_its_own_thread_once_with_a_title(
     harness: Harness,
 ) -> None:

@@ -15,6 +15,10 @@ async def test_a_student_is_greeted_once_per_workspace(store: Store) -> None:
     assert await store.greet_once("T1", "U1") is False
     assert await store.greet_once("T1", "U2") is True
     assert await store.greet_once("T2", "U1") is True
+    # A greeting that did not reach the student is tried again on the next open.
+    await store.forget_greeting("T1", "U1")
+    assert await store.greet_once("T1", "U1") is True
+    assert await store.greet_once("T1", "U2") is False
 
 
 async def test_a_thread_s_own_context_wins_over_its_dm_s(store: Store) -> None:
