@@ -39,6 +39,8 @@ from store.base import Store
 log = logging.getLogger(__name__)
 
 QUIZ_METADATA_EVENT = "tutorbot_quiz"
+# A click on a quiz posted a moment ago waits for its message to be recorded (seconds).
+RECORD_WAITS = (0.05, 0.1, 0.2, 0.4, 0.75)
 
 
 def quiz_metadata(quiz_id: int) -> dict[str, object]:
@@ -414,6 +416,10 @@ class QuizFlow:
         quiz = await self._store.get_quiz(quiz_id)
         if quiz is None or quiz.status is QuizStatus.INVALID:
             return None, NOT_FOUND
+        if quiz.message_ts is None and channel == quiz.channel and message_ts is not None:
+            # Posted, its message not recorded yet (the turn records it right after the
+            # post): a quick student clicks in between. Wait for the record, briefly.
+            quiz = await self._with_message_recorded(quiz)
         if channel is not None and (channel != quiz.channel or message_ts != quiz.message_ts):
             log.warning("quiz %s click from a foreign message %s/%s", quiz_id, channel, message_ts)
             return None, NOT_FOUND
@@ -422,6 +428,19 @@ class QuizFlow:
         if quiz.status is not QuizStatus.OPEN:
             return None, CLOSED[quiz.status]
         return quiz, None
+
+    async def _with_message_recorded(self, quiz: Quiz) -> Quiz:
+        """The quiz read again until its message's ts is recorded (at most ~1.5 s: a
+        click is answered within Slack's 3 s)."""
+        for delay in RECORD_WAITS:
+            await asyncio.sleep(delay)
+            fresh = await self._store.get_quiz(quiz.id)
+            if fresh is None:
+                return quiz
+            quiz = fresh
+            if quiz.message_ts is not None:
+                break
+        return quiz
 
     async def choose(
         self, quiz_id: int, question: int, choice: int, *, user: str, channel: str, message_ts: str

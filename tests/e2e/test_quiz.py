@@ -264,6 +264,22 @@ async def test_double_clicks_and_strangers(harness: Harness) -> None:
     await h.slack.wait_for(lambda: [e for e in h.slack.ephemerals if e.get("user") == "U1"])
 
 
+async def test_a_click_on_a_quiz_posted_a_moment_ago_counts(harness: Harness) -> None:
+    """The quiz is on screen before the bot has recorded its message (Slack's answer to the
+    post is slow): a quick click waits for that record instead of "can't find that quiz"."""
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Nice."))
+    h.slack.answer_late_next("chat.postMessage", 0.6)
+    event = await h.mention("quiz", user="U1")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    await choose(h, quiz, "4")
+    assert not [e for e in h.slack.ephemerals if e.get("user") == "U1"]
+    await submit(h, quiz)
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert "Nice." in answers[-1]
+    assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
+
+
 async def test_submit_before_answering_everything_is_explained(harness: Harness) -> None:
     h = harness
     h.openai.model.push(Reply(function_calls=[quiz_call(MIXED_QUIZ)]))

@@ -101,7 +101,7 @@ class ApiCall:
 
 @dataclass
 class _Fault:
-    kind: str  # "ratelimit" | "error" | "disconnect" | "delay"
+    kind: str  # "ratelimit" | "error" | "disconnect" | "delay" | "late"
     error: str = ""
     retry_after: int = 1
     status: int = 200
@@ -399,6 +399,12 @@ class FakeSlack:
         """The next ``count`` calls of ``method`` are answered after ``seconds``."""
         for _ in range(count):
             self._faults[method].append(_Fault("delay", seconds=seconds))
+
+    def answer_late_next(self, method: str, seconds: float, count: int = 1) -> None:
+        """The next ``count`` calls of ``method`` take effect at once (the message is there
+        for everyone to see) and are answered ``seconds`` later."""
+        for _ in range(count):
+            self._faults[method].append(_Fault("late", seconds=seconds))
 
     def faults_pending(self, method: str) -> int:
         """How many injected faults the next calls of ``method`` will still meet."""
@@ -833,6 +839,8 @@ class FakeSlack:
                 await asyncio.sleep(fault.seconds)
             with self._acting_as(workspace):
                 call.response = self._dispatch(method, args)
+            if fault is not None and fault.kind == "late":
+                await asyncio.sleep(fault.seconds)
         if fault is not None and fault.kind == "disconnect" and request.transport is not None:
             request.transport.close()
         return web.json_response(call.response, status=call.status, headers=headers)
