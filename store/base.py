@@ -156,8 +156,10 @@ class Store(Protocol):
         """Atomic: concurrent callers with one key get the same row."""
 
     async def set_thread_remote(
-        self, thread_id: int, runtime: str, remote_id: str | None
-    ) -> None: ...
+        self, thread_id: int, runtime: str, remote_id: str | None, *, fence: Fence | None = None
+    ) -> None:
+        """The model-side thread of a Slack thread; with ``fence``, refused (``LeaseLost``)
+        once the thread's lease is no longer the fence's."""
 
     # -- several processes: heartbeats, leases with fencing ------------------------------
 

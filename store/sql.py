@@ -215,12 +215,21 @@ class SqlStore(AgentRecords, FeedbackRecords):
             raise StoreError(f"thread {key} vanished while being created")
         return thread_from_row(rows[0])
 
-    async def set_thread_remote(self, thread_id: int, runtime: str, remote_id: str | None) -> None:
-        await self._write(
+    async def set_thread_remote(
+        self, thread_id: int, runtime: str, remote_id: str | None, *, fence: Fence | None = None
+    ) -> None:
+        rows = await self._write(
             "set_thread_remote",
             self._sql.set_thread_remote,
-            {"thread_id": thread_id, "new_runtime": runtime, "new_remote_id": remote_id},
+            {
+                **_fence(fence),
+                "thread_id": thread_id,
+                "new_runtime": runtime,
+                "new_remote_id": remote_id,
+            },
         )
+        if fence is not None and not rows:
+            raise LeaseLost(f"thread {thread_id}: the lease was lost")
 
     # -- turns ---------------------------------------------------------------------------
 
@@ -387,6 +396,16 @@ class SqlStore(AgentRecords, FeedbackRecords):
     ) -> list[int]:
         sql = self._sql
         moved: list[int] = []
+        if thread_remote is None and not quiz_moves and not complete_turns:
+            # The usual turn (its thread already known to the model service): one statement.
+            rows = await self._write(
+                "record_run_started",
+                sql.set_turn_run,
+                {**_fence(fence), "turn_id": turn_id, "new_remote_run_id": run_id},
+            )
+            if fence is not None and not rows:
+                raise LeaseLost(f"turn {turn_id}: the lease of thread {fence.thread_id} was lost")
+            return moved
         async with self._transaction("record_run_started") as conn:
             started = await conn.execute(
                 sql.set_turn_run,
@@ -398,7 +417,12 @@ class SqlStore(AgentRecords, FeedbackRecords):
                 runtime, remote_id = thread_remote
                 await conn.execute(
                     sql.set_thread_remote,
-                    {"thread_id": thread_id, "new_runtime": runtime, "new_remote_id": remote_id},
+                    {
+                        **_fence(None),  # the turn's update above checked the lease
+                        "thread_id": thread_id,
+                        "new_runtime": runtime,
+                        "new_remote_id": remote_id,
+                    },
                 )
             for move in quiz_moves:
                 row = (

@@ -48,6 +48,18 @@ def _fence_holds() -> sa.ColumnElement[bool]:
     )
 
 
+def _lease_holds() -> sa.ColumnElement[bool]:
+    """``_fence_holds`` for a statement on ``threads`` itself (the row is the fence's)."""
+    owner = _b("fence_owner", type_=sa.Text)
+    return sa.or_(
+        owner.is_(None),
+        sa.and_(
+            threads.c.lock_owner == owner,
+            threads.c.lock_epoch == _b("fence_epoch", type_=sa.Integer),
+        ),
+    )
+
+
 def _open_quiz(column: sa.Column[Any]) -> sa.ScalarSelect[Any]:
     """A column of the thread's latest quiz still waiting for its student (else NULL)."""
     return (
@@ -149,8 +161,9 @@ def statements_for(dialect: str) -> Statements:
             index_elements=["team", "channel", "thread_ts"]
         ).returning(*threads.c),
         set_thread_remote=sa.update(threads)
-        .where(threads.c.id == _b("thread_id"))
-        .values(runtime=_b("new_runtime"), remote_id=_b("new_remote_id"), updated_at=db_now()),
+        .where(threads.c.id == _b("thread_id"), _lease_holds())
+        .values(runtime=_b("new_runtime"), remote_id=_b("new_remote_id"), updated_at=db_now())
+        .returning(threads.c.id),
         enqueue_turn=enqueue_turn.on_conflict_do_nothing(
             index_elements=["thread_id", "message_ts"]
         ).returning(*turns.c),

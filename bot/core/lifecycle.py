@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from bot.domain import QuizMove, Turn, TurnStatus
+from bot.domain import QuizMove, Thread, Turn, TurnStatus
 from store.base import Fence, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,17 @@ class TurnLifecycle:
                 turn.id, fence=self._fence, status=TurnStatus.RUNNING, attempts=turn.attempts
             ),
         )
+
+    async def thread_created(
+        self, turn: Turn, thread: Thread, runtime: str, remote_id: str
+    ) -> None:
+        """The model service created the thread's own (before the turn's run starts)."""
+        await self._write(
+            "the new model-side thread",
+            turn,
+            lambda: self._store.set_thread_remote(thread.id, runtime, remote_id, fence=self._fence),
+        )
+        thread.runtime, thread.remote_id = runtime, remote_id
 
     async def run_started(
         self,

@@ -399,6 +399,11 @@ class TurnRunner:
             "slack_thread_ts": thread.key.thread_ts,
         }
 
+        async def thread_created(remote_id: str) -> None:
+            # Recorded before the run starts there: a retry after a crash looks for the
+            # run on this thread (``find_run``) instead of asking again in a new one.
+            await ctx.lifecycle.thread_created(ctx.turn, thread, self._runtime.name, remote_id)
+
         async def start(outputs: Sequence[ToolOutput], pending_run: str | None) -> RunStream:
             stream = await self._runtime.start_run(
                 self._remote_thread(thread),
@@ -406,6 +411,7 @@ class TurnRunner:
                 metadata=metadata,
                 pending_run_id=pending_run,
                 pending_outputs=outputs,
+                on_thread_created=thread_created,
             )
             await self._recorded(ctx, stream, skip)
             return stream

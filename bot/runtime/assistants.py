@@ -31,6 +31,7 @@ from bot.runtime.base import (
     ModelServiceError,
     RunNotAwaitingOutputs,
     RunStream,
+    ThreadCreated,
     ToolOutput,
     UserInput,
 )
@@ -172,6 +173,7 @@ class AssistantsRuntime:
         metadata: dict[str, str],
         pending_run_id: str | None = None,
         pending_outputs: Sequence[ToolOutput] = (),
+        on_thread_created: ThreadCreated | None = None,
     ) -> RunStream:
         if thread_id is not None and pending_run_id is not None and pending_outputs:
             await self._close_pending_run(thread_id, pending_run_id, pending_outputs)
@@ -181,6 +183,8 @@ class AssistantsRuntime:
             async with translate_errors("threads.create"):
                 thread = await self.client.beta.threads.create(metadata=metadata)
             thread_id = thread.id
+            if on_thread_created is not None:
+                await on_thread_created(thread_id)
         message = self._message(user_input)
         cleared = False
         attempt = 0
@@ -253,24 +257,30 @@ class AssistantsRuntime:
     async def _run_after_landed_message(
         self, thread_id: str, message: dict[str, Any]
     ) -> str | None:
-        """The run started for ``message`` if the thread already has it, else None."""
+        """The run started for ``message`` if the thread already has it, else None: the
+        newest user message is ours (the run may be under way or already answered)."""
         try:
             async with translate_errors("threads.messages.list", thread_id=thread_id):
                 page = await self.client.beta.threads.messages.list(
-                    thread_id, order="desc", limit=1
+                    thread_id, order="desc", limit=10
                 )
         except ModelServiceError:
             return None
-        newest = page.data[0] if page.data else None
         wanted = message["content"][0]["text"]
-        if newest is None or newest.role != "user":
-            return None
-        text = "".join(p.text.value for p in newest.content if p.type == "text")
-        if text != wanted:
-            return None
-        if newest.run_id:
-            return str(newest.run_id)
-        return await self._active_run(thread_id)
+        for index, item in enumerate(page.data):
+            if item.role != "user":
+                continue  # the answer to it, newer
+            text = "".join(p.text.value for p in item.content if p.type == "text")
+            if text != wanted:
+                return None
+            if item.run_id:
+                return str(item.run_id)
+            # Added with the run: the answer's messages (newer, listed first) name it.
+            for newer in reversed(page.data[:index]):
+                if newer.run_id:
+                    return str(newer.run_id)
+            return await self._active_run(thread_id)
+        return None
 
     async def find_run(self, thread_id: str, user_input: UserInput) -> RunStream | None:
         landed = await self._run_after_landed_message(thread_id, self._message(user_input))

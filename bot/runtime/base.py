@@ -8,7 +8,7 @@ threads, ``resp_…``/``run_…`` for runs).
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -187,6 +187,8 @@ class Finished:
 
 
 RunEvent = TextDelta | StepUpdate | Finished
+# Awaited with a model-side thread's id once the service created it (``Runtime.start_run``).
+ThreadCreated = Callable[[str], Awaitable[None]]
 
 
 class RunStream(Protocol):
@@ -225,11 +227,15 @@ class Runtime(Protocol):
         metadata: dict[str, str],
         pending_run_id: str | None = None,
         pending_outputs: Sequence[ToolOutput] = (),
+        on_thread_created: ThreadCreated | None = None,
     ) -> RunStream:
         """Add the user's message and start a run; returns once its id is known.
 
         ``thread_id`` None creates the model-side thread (with ``metadata``) as part of
-        starting; the stream's ``thread_id`` says which. ``pending_outputs`` answer
+        starting; the stream's ``thread_id`` says which. A runtime whose threads live at
+        the model service awaits ``on_thread_created`` with the new thread's id before it
+        starts the run there: once recorded, a run start lost in a crash is found on that
+        thread (``find_run``) rather than asked again in a new one. ``pending_outputs`` answer
         function calls still open on the thread (a skipped quiz) so the service accepts
         the new message; ``pending_run_id`` is the run that asked.
         """

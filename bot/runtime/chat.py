@@ -58,6 +58,7 @@ from bot.runtime.base import (
     StepState,
     StepUpdate,
     TextDelta,
+    ThreadCreated,
     ToolOutput,
     UserInput,
 )
@@ -141,7 +142,9 @@ class ChatRuntime:
         metadata: dict[str, str],
         pending_run_id: str | None = None,
         pending_outputs: Sequence[ToolOutput] = (),
+        on_thread_created: ThreadCreated | None = None,
     ) -> RunStream:
+        # The conversation lives in our own store: nothing at a service to find again.
         conversation = thread_id or _new_id("chat")
         records = await self._history(conversation) if thread_id else []
         stored: list[dict[str, Any]] = []

@@ -44,6 +44,7 @@ from bot.runtime.base import (
     StepState,
     StepUpdate,
     TextDelta,
+    ThreadCreated,
     ToolOutput,
     UserInput,
 )
@@ -122,12 +123,15 @@ class ResponsesRuntime:
         metadata: dict[str, str],
         pending_run_id: str | None = None,
         pending_outputs: Sequence[ToolOutput] = (),
+        on_thread_created: ThreadCreated | None = None,
     ) -> RunStream:
         conversation = thread_id
         if conversation is None:
             async with translate_errors("conversations.create"):
                 created = await self._client.conversations.create(extra_body={"metadata": metadata})
             conversation = created.id
+            if on_thread_created is not None:
+                await on_thread_created(conversation)
         items, code_files = input_items(
             user_input, pending_outputs, code_interpreter="code_interpreter" in self._tools
         )

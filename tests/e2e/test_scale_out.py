@@ -42,7 +42,7 @@ class Deployment:
         self.database_url = database_url
         self.bots: list[BotProcess] = []
 
-    async def start_bot(self) -> BotProcess:
+    async def start_bot(self, *, runtime: str = "responses") -> BotProcess:
         workdir = self.tmp_path / f"bot{len(self.bots)}"
         workdir.mkdir()
         bot = BotProcess(
@@ -53,6 +53,7 @@ class Deployment:
                 "OPENAI_BASE_URL": self.openai.base_url,
                 "DATABASE_URL": self.database_url,
                 "RUN_TIMEOUT_SECONDS": "60",
+                "ASSISTANT_RUNTIME": runtime,
             },
         )
         self.bots.append(bot)
@@ -361,3 +362,31 @@ async def test_a_quiz_posted_but_not_recorded_is_not_posted_again(
     await d.slack.wait_for(lambda: "Right, 4." in d.thread_text("C1", event["ts"]), timeout=15)
     await second.wait_idle(20)
     assert [json.loads(o["output"]) for o in d.openai.tool_outputs()] == [["4"]]
+
+
+@pytest.mark.parametrize("runtime", ["responses", "assistants"])
+async def test_a_kill_while_a_first_answer_starts_gives_the_model_the_question_once(
+    deployment: Deployment, runtime: str
+) -> None:
+    """The process dies after creating the model-side thread, while its run create is in
+    transit (the service takes it after the kill). The process that takes over finds that
+    run on the recorded thread and answers from it: the model service is asked once, in
+    one thread, not a second time in a new one."""
+    d = deployment
+    first = await d.start_bot(runtime=runtime)
+    run_path = "/responses" if runtime == "responses" else "/runs"
+    d.openai.hang_next(run_path, 1.5)
+    d.openai.model.push(Reply(text="It is four."))
+    event, _ = await first.mention("what is 2 + 2?")
+    await d.slack.wait_for(
+        lambda: any(run_path in r.path and r.method == "POST" for r in d.openai.requests),
+        timeout=10,
+    )
+    assert first.process is not None
+    first.process.send_signal(signal.SIGKILL)
+    await first.process.wait()
+    second = await d.start_bot(runtime=runtime)
+    await d.slack.wait_for(lambda: "It is four." in d.thread_text("C1", event["ts"]), timeout=30)
+    await second.wait_idle(30)
+    assert d.openai.user_messages() == ["what is 2 + 2?"], d.logs()
+    assert d.thread_text("C1", event["ts"]).count("It is four.") == 1

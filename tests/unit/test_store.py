@@ -866,12 +866,16 @@ async def test_fenced_writes_stop_once_the_lease_is_lost(store: Store) -> None:
         await store.update_turn(turn.id, status=TurnStatus.COMPLETED, fence=fence_a)
     with pytest.raises(LeaseLost):
         await store.record_run_started(turn.id, "run_a", thread_id=thread_id, fence=fence_a)
-    await store.update_turn(
-        turn.id, remote_run_id="run_b", fence=Fence(thread_id, "worker-b", epoch_b)
-    )
+    with pytest.raises(LeaseLost):
+        await store.set_thread_remote(thread_id, "responses", "conv_a", fence=fence_a)
+    fence_b = Fence(thread_id, "worker-b", epoch_b)
+    await store.set_thread_remote(thread_id, "responses", "conv_b", fence=fence_b)
+    await store.update_turn(turn.id, remote_run_id="run_b", fence=fence_b)
     fresh = await store.get_turn(turn.id)
     assert fresh is not None
     assert (fresh.status, fresh.remote_run_id) == (TurnStatus.RUNNING, "run_b")
+    thread = await store.get_thread_by_id(thread_id)
+    assert thread is not None and thread.remote_id == "conv_b"
 
 
 async def test_release_waits_for_queued_work_and_retiring_frees_leases(store: Store) -> None:
