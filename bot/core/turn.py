@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -91,6 +92,9 @@ NOT_IN_CHANNEL_NOTE = (
 )
 # An answer Slack has not taken after this long is recorded as ready to post.
 POSTING_AFTER = 1.0
+# A turn that fails while this process's hold on its thread is in doubt (the database is
+# unreachable) waits this long for the hold to come back before it tells the student.
+HOLD_WAIT = 60.0
 FRESH_NOTE = "_I lost the earlier part of this conversation, so I'm starting fresh._"
 
 
@@ -678,6 +682,7 @@ class TurnRunner:
             log.info("turn %s: nothing to submit for %s", turn.id, batch)
             await ctx.lifecycle.complete(turn)
             return "Indeterminate"
+        retrying = turn.status is TurnStatus.RUNNING
         await ctx.lifecycle.begin(turn)
         await ctx.status.show("is checking your answers…")
         parents = [turn.parent_turn_id] if turn.parent_turn_id is not None else []
@@ -709,8 +714,23 @@ class TurnRunner:
             )
             return stream
 
+        async def submitted(found: RunStream) -> RunStream:
+            await ctx.lifecycle.run_started(
+                turn, found.run_id, thread_id=thread.id, complete_turns=parents
+            )
+            await self._quizzes.mark_submitted(submission)
+            return found
+
         stream: RunStream | None = None
-        if not submission.resend:
+        if retrying and not submission.resend:
+            # The previous attempt may have submitted them before it stopped: look first.
+            found = await self._runtime.find_submitted(
+                remote_thread, run_id_of(batch), submission.outputs
+            )
+            if found is not None:
+                log.info("turn %s: the answers were submitted before a restart", turn.id)
+                stream = await self._shielded(submitted(found), f"start-turn-{turn.id}")
+        if stream is None and not submission.resend:
             try:
                 with ctx.trace.model_call(
                     "submit_tool_outputs", model=self._runtime.model, run_id=run_id_of(batch)
@@ -769,16 +789,41 @@ class TurnRunner:
                 await ctx.writer.close()
             except (SlackError, SlackUnavailable) as exc:
                 log.warning("could not close the answer in %s: %s", key, exc)
-        if ctx.may_write is not None and not ctx.may_write():
-            # This process's hold on the thread is in doubt: nothing is said; the record
-            # below tells whether it still works the thread (if not, the new owner does).
-            log.warning("turn %s failed while its lease is in doubt: %s", ctx.turn.id, error)
-        else:
-            await self._tell_failed(ctx, user_message)
+        if not await self._may_tell(ctx, error):
+            return  # left in flight: whoever holds the thread resumes it, and tells
+        await self._tell_failed(ctx, user_message)
         try:
             await ctx.lifecycle.fail(ctx.turn, error, status=status)
         except StoreError as exc:
             log.error("turn %s: could not record its failure: %s", ctx.turn.id, exc)
+
+    async def _may_tell(self, ctx: _Context, error: str) -> bool:
+        """Whether this process may tell the student now. While its hold on the thread is
+        in doubt (its heartbeat could not reach the database), it waits for the hold to be
+        confirmed rather than record a failure nobody was told of; False when the lease
+        was lost or stays in doubt (the turn is then left in flight, and resumed)."""
+        if ctx.may_write is None:
+            return True
+        give_up = time.monotonic() + HOLD_WAIT
+        warned = False
+        while True:
+            try:
+                if ctx.may_write():
+                    return True
+            except LeaseLost:
+                log.warning(
+                    "turn %s failed after its thread was taken over: %s", ctx.turn.id, error
+                )
+                return False
+            if time.monotonic() >= give_up:
+                log.warning(
+                    "turn %s failed; its lease is still in doubt: left to resume", ctx.turn.id
+                )
+                return False
+            if not warned:
+                log.warning("turn %s failed while its lease is in doubt: %s", ctx.turn.id, error)
+                warned = True
+            await asyncio.sleep(0.5)
 
     async def _tell_failed(self, ctx: _Context, user_message: str) -> None:
         """The failure notice, carrying the turn in its metadata (best effort)."""

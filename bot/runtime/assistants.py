@@ -282,6 +282,19 @@ class AssistantsRuntime:
             return await self._active_run(thread_id)
         return None
 
+    async def find_submitted(
+        self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
+    ) -> RunStream | None:
+        try:
+            async with translate_errors("threads.runs.retrieve", thread_id=thread_id):
+                run = await self.client.beta.threads.runs.retrieve(run_id, thread_id=thread_id)
+        except ModelServiceError:
+            return None
+        # Past requires_action without failing: the run took its outputs and went on.
+        if run.status in ("queued", "in_progress", "completed", "incomplete"):
+            return self._polled(thread_id, run_id)
+        return None
+
     async def find_run(self, thread_id: str, user_input: UserInput) -> RunStream | None:
         landed = await self._run_after_landed_message(thread_id, self._message(user_input))
         return self._polled(thread_id, landed) if landed is not None else None

@@ -261,6 +261,12 @@ class Runtime(Protocol):
         """The run a previous attempt started for ``user_input`` if the service has it
         (its start may have gone through although the attempt never learnt the id)."""
 
+    async def find_submitted(
+        self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
+    ) -> RunStream | None:
+        """The run that took ``outputs`` if a previous attempt's submission reached the
+        service (its answer was lost with the process), so they are not sent twice."""
+
     async def upload_file(self, filename: str, content: bytes) -> str:
         """Upload a user's file to the model service; returns its file id."""
 

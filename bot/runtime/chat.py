@@ -166,6 +166,12 @@ class ChatRuntime:
             documents.append(text or DocumentText(file.filename, None, GONE_FILE).for_model())
         return user_message(user_input.text, documents)
 
+    async def find_submitted(
+        self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
+    ) -> RunStream | None:
+        # Outputs go into our own store with the run that uses them: nothing in between.
+        return None
+
     async def find_run(self, thread_id: str, user_input: UserInput) -> RunStream | None:
         records = await self._history(thread_id)
         last = next((r for r in reversed(records) if r.message.get("role") == "user"), None)

@@ -235,8 +235,10 @@ class ResponsesRuntime:
     async def _find_landed_input(
         self, conversation: str, items: list[dict[str, Any]]
     ) -> str | None:
-        """The id of our user message if the conversation already has it, else None."""
+        """The id of our input's last item if the conversation already has it, else None:
+        our user message, or (tool outputs alone) our last function call output."""
         wanted = _user_text(items)
+        call = _last_output_call(items) if not wanted else None
         try:
             async with translate_errors("conversations.items.list"):
                 page = await self._client.conversations.items.list(
@@ -245,6 +247,10 @@ class ResponsesRuntime:
         except ModelServiceError:
             return None
         for item in page.data:
+            if call is not None:
+                if getattr(item, "type", None) == "function_call_output":
+                    return str(item.id) if getattr(item, "call_id", None) == call else None
+                continue
             if getattr(item, "type", None) == "message" and getattr(item, "role", "") == "user":
                 text = "".join(
                     getattr(part, "text", "") or ""
@@ -257,6 +263,12 @@ class ResponsesRuntime:
     async def find_run(self, thread_id: str, user_input: UserInput) -> RunStream | None:
         items, _ = input_items(user_input, (), code_interpreter=False)
         landed = await self._find_landed_input(thread_id, items)
+        return _RecoveredResponse(self, thread_id, landed) if landed is not None else None
+
+    async def find_submitted(
+        self, thread_id: str, run_id: str, outputs: Sequence[ToolOutput]
+    ) -> RunStream | None:
+        landed = await self._find_landed_input(thread_id, [output_item(o) for o in outputs])
         return _RecoveredResponse(self, thread_id, landed) if landed is not None else None
 
     # -- resuming and ending -------------------------------------------------------------
@@ -327,6 +339,11 @@ def _code(exc: openai.APIStatusError) -> str | None:
 
 def _refuses_streaming(exc: openai.APIStatusError) -> bool:
     return "stream" in str(exc).lower()
+
+
+def _last_output_call(items: list[dict[str, Any]]) -> str | None:
+    calls = [i.get("call_id") for i in items if i.get("type") == "function_call_output"]
+    return str(calls[-1]) if calls and calls[-1] else None
 
 
 def _user_text(items: list[dict[str, Any]]) -> str:

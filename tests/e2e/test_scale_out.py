@@ -227,6 +227,35 @@ async def test_a_failure_notice_posted_but_not_recorded_is_not_lost_nor_repeated
     assert d.openai.model.pending == 1, "the model was not asked again"
 
 
+async def test_a_turn_that_fails_while_the_database_is_down_still_tells_the_student(
+    deployment: Deployment, proxy: TcpProxy
+) -> None:
+    """The model fails a turn while the database is unreachable: this process's hold on
+    the thread is in doubt, so the notice waits; once the database is back (the hold is
+    confirmed) the student is told, once, and the failure recorded. It was once recorded
+    without the notice ever being posted."""
+    d = deployment
+    bot = await d.start_bot()
+    hold = asyncio.Event()
+    d.openai.model.push(Reply(fail="server_error", hold=hold))
+    event, _ = await bot.mention("solve 3x + 11 = 14")
+    await d.slack.wait_for(
+        lambda: any(r.path == "/v1/responses" for r in d.openai.requests), timeout=10
+    )
+    await asyncio.sleep(1.0)  # the run is recorded as started
+    proxy.cut()
+    await asyncio.sleep(4.0)  # the heartbeat runs out: the hold is in doubt
+    hold.set()  # the model fails the turn now
+    await asyncio.sleep(2.0)
+    assert not d.thread_text("C1", event["ts"]), "nothing said while the hold is in doubt"
+    proxy.restore()
+    await d.slack.wait_for(lambda: d.thread_text("C1", event["ts"]), timeout=20)
+    await bot.wait_idle(30)
+    replies = [m for m in d.slack.bot_messages("C1", event["ts"]) if m["ts"] != event["ts"]]
+    assert len(replies) == 1 and "again" in message_text(replies[0]), bot.log
+    assert "Traceback" not in bot.log
+
+
 async def test_shutdown_while_an_answer_is_posted_is_not_answered_twice(
     deployment: Deployment,
 ) -> None:
@@ -390,3 +419,44 @@ async def test_a_kill_while_a_first_answer_starts_gives_the_model_the_question_o
     await second.wait_idle(30)
     assert d.openai.user_messages() == ["what is 2 + 2?"], d.logs()
     assert d.thread_text("C1", event["ts"]).count("It is four.") == 1
+
+
+@pytest.mark.parametrize("runtime", ["responses", "assistants"])
+async def test_a_kill_while_quiz_answers_are_submitted_sends_them_once(
+    deployment: Deployment, runtime: str
+) -> None:
+    """The process dies while the quiz answers' submission is in transit (the service
+    takes it after the kill): the process that takes over finds the run that took them and
+    answers from it. The model gets the answers once, not again (nor as a message)."""
+    d = deployment
+    first = await d.start_bot(runtime=runtime)
+    d.openai.model.push(
+        Reply(function_calls=[FunctionCall(name="display_quiz", arguments=json.dumps(QUIZ))]),
+        Reply(text="Right, 4."),
+    )
+    event, _ = await first.mention("quiz me")
+    [quiz] = await d.slack.wait_for(lambda: _quiz_messages(d, event["ts"]), timeout=10)
+    await _click(first, d, quiz, "quiz_choice")
+    await d.slack.wait_for(
+        lambda: "✓ 4" in json.dumps(d.slack.find_message("C1", quiz["ts"]), ensure_ascii=False)
+    )
+    submit_path = "/responses" if runtime == "responses" else "/submit_tool_outputs"
+    sent_before = sum(submit_path in r.path and r.method == "POST" for r in d.openai.requests)
+    d.openai.hang_next(submit_path, 1.5)
+    await _click(first, d, quiz, "quiz_submit")
+    await d.slack.wait_for(
+        lambda: (
+            sum(submit_path in r.path and r.method == "POST" for r in d.openai.requests)
+            > sent_before
+        ),
+        timeout=10,
+    )
+    assert first.process is not None
+    first.process.send_signal(signal.SIGKILL)
+    await first.process.wait()
+    second = await d.start_bot(runtime=runtime)
+    await d.slack.wait_for(lambda: "Right, 4." in d.thread_text("C1", event["ts"]), timeout=30)
+    await second.wait_idle(30)
+    assert [json.loads(o["output"]) for o in d.openai.tool_outputs()] == [["4"]], d.logs()
+    assert d.openai.user_messages() == ["quiz me"], "the answers were not resent as a message"
+    assert d.thread_text("C1", event["ts"]).count("Right, 4.") == 1
