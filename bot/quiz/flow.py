@@ -410,7 +410,13 @@ class QuizFlow:
     # -- from the student: clicks and the modal ------------------------------------------
 
     async def _usable(
-        self, quiz_id: int, user: str, channel: str | None, message_ts: str | None
+        self,
+        quiz_id: int,
+        user: str,
+        channel: str | None,
+        message_ts: str | None,
+        *,
+        statuses: tuple[QuizStatus, ...] = (QuizStatus.OPEN,),
     ) -> tuple[Quiz | None, str | None]:
         """The quiz if this user may answer it from this message, else (None, why not)."""
         quiz = await self._store.get_quiz(quiz_id)
@@ -425,7 +431,7 @@ class QuizFlow:
             return None, NOT_FOUND
         if quiz.student_id and user != quiz.student_id:
             return None, NOT_YOURS.format(student=quiz.student_id)
-        if quiz.status is not QuizStatus.OPEN:
+        if quiz.status not in statuses:
             return None, CLOSED[quiz.status]
         return quiz, None
 
@@ -514,22 +520,34 @@ class QuizFlow:
         return FreeResponseResult(None, updated)
 
     async def submit(self, quiz_id: int, *, user: str, channel: str, message_ts: str) -> str | None:
-        quiz, problem = await self._usable(quiz_id, user, channel, message_ts)
+        quiz, problem = await self._usable(
+            quiz_id, user, channel, message_ts, statuses=(QuizStatus.OPEN, QuizStatus.ANSWERED)
+        )
         if quiz is None:
             return problem
+        if quiz.status is QuizStatus.ANSWERED:
+            # Submitted already. If the process that took that click stopped before it
+            # queued the answers (the message still shows its buttons), finish its job:
+            # queueing is keyed by the batch, so answers queued already are not again.
+            await self._answers_ready(quiz, user)
+            return CLOSED[QuizStatus.ANSWERED]
         if not quiz.is_complete:
             missing = sum(1 for a in quiz.answers if a is None)
             return INCOMPLETE.format(missing=missing)
         if not await self._store.transition_quizzes(
             [quiz.id], QuizStatus.ANSWERED, from_statuses=[QuizStatus.OPEN]
         ):
-            return CLOSED[QuizStatus.SUBMITTED]
+            return CLOSED[QuizStatus.SUBMITTED]  # a click at the same moment submitted it
         quiz.status = QuizStatus.ANSWERED
+        await self._answers_ready(quiz, user)
+        return None
+
+    async def _answers_ready(self, quiz: Quiz, user: str) -> None:
+        """A quiz was submitted: its message says so, and once no quiz of its batch is
+        still open, the batch's answers are queued for the model."""
         batch = await self._store.list_quizzes(remote_run_id=quiz.remote_run_id)
+        await self.refresh_message(quiz)  # or "waiting for the other quiz"
         if any(q.status is QuizStatus.OPEN for q in batch):
-            await self.refresh_message(quiz)  # "waiting for the other quiz"
-            return None
-        await self.refresh_message(quiz)
+            return
         if self.enqueue_answers is not None and quiz.remote_run_id is not None:
             await self.enqueue_answers(quiz.thread_id, quiz.turn_id, quiz.remote_run_id, user)
-        return None

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.domain import QuizStatus
 from tests.e2e.conftest import Harness
 from tests.fakes.openai_model import FunctionCall, Reply
 from tests.fakes.slack_payloads import block_actions, view_submission
@@ -64,6 +65,10 @@ def quiz_messages(h: Harness, thread_ts: str, channel: str = "C1") -> list[dict[
         for m in h.slack.bot_messages(channel, thread_ts)
         if any(b.get("type") == "header" for b in m.get("blocks") or [])
     ]
+
+
+def has_actions(message: dict[str, Any] | None) -> bool:
+    return any(b.get("type") == "actions" for b in (message or {}).get("blocks") or [])
 
 
 async def wait_quizzes(h: Harness, thread_ts: str, count: int = 1) -> list[dict[str, Any]]:
@@ -278,6 +283,30 @@ async def test_a_click_on_a_quiz_posted_a_moment_ago_counts(harness: Harness) ->
     answers = await h.wait_answers("C1", event["ts"], 2)
     assert "Nice." in answers[-1]
     assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
+
+
+async def test_a_submission_whose_process_stopped_half_way_is_finished_by_the_next_click(
+    harness: Harness,
+) -> None:
+    """A process records a Submit click, then dies before it queues the answers: the quiz
+    still shows its buttons. The student's next click finishes the job (the chaos soak
+    lost such a quiz)."""
+    h = harness
+    h.openai.model.push(Reply(function_calls=[quiz_call(MC_ONLY)]), Reply(text="Nice."))
+    event = await h.mention("quiz")
+    [quiz] = await wait_quizzes(h, event["ts"])
+    await choose(h, quiz, "4")
+    assert h.bot is not None
+    [recorded] = await h.bot.store.list_quizzes()
+    # What the stopped process got done: the submission recorded, nothing queued.
+    assert await h.bot.store.transition_quizzes(
+        [recorded.id], QuizStatus.ANSWERED, from_statuses=[QuizStatus.OPEN]
+    )
+    await submit(h, quiz)
+    answers = await h.wait_answers("C1", event["ts"], 2)
+    assert "Nice." in answers[-1]
+    assert [json.loads(o["output"]) for o in h.openai.tool_outputs()] == [["4"]]
+    await h.slack.wait_for(lambda: not has_actions(h.slack.find_message("C1", quiz["ts"])))
 
 
 async def test_submit_before_answering_everything_is_explained(harness: Harness) -> None:
