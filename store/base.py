@@ -173,6 +173,9 @@ class Store(Protocol):
         """Take the thread's lease — free, ours already, or held by a process that is no
         longer alive — with a new epoch (returned); None while a live process holds it."""
 
+    async def take_thread(self, thread_id: int, owner: str) -> tuple[int, Thread] | None:
+        """``claim_thread``, with the thread as it is now (the lease's epoch, the thread)."""
+
     async def release_thread(self, fence: Fence) -> bool:
         """Give the lease up unless turns wait in the thread; False: keep working (or the
         lease was lost meanwhile: the next fenced write says so)."""

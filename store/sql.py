@@ -623,10 +623,14 @@ class SqlStore(AgentRecords, FeedbackRecords):
             await conn.execute(self._sql.retire_worker, {"owner": owner})
 
     async def claim_thread(self, thread_id: int, owner: str) -> int | None:
+        claimed = await self.take_thread(thread_id, owner)
+        return claimed[0] if claimed is not None else None
+
+    async def take_thread(self, thread_id: int, owner: str) -> tuple[int, Thread] | None:
         rows = await self._write(
             "claim_thread", self._sql.claim_thread, {"thread_id": thread_id, "owner": owner}
         )
-        return int(rows[0].lock_epoch) if rows else None
+        return (int(rows[0].lock_epoch), thread_from_row(rows[0])) if rows else None
 
     async def release_thread(self, fence: Fence) -> bool:
         rows = await self._write(

@@ -233,7 +233,7 @@ def statements_for(dialect: str) -> Statements:
             ),
         )
         .values(lock_owner=_b("owner"), lock_epoch=threads.c.lock_epoch + 1)
-        .returning(threads.c.lock_epoch),
+        .returning(*threads.c),  # the worker needs the thread too: no second read
         release_thread=sa.update(threads)
         .where(
             threads.c.id == _b("thread_id"),

@@ -240,13 +240,13 @@ class ThreadWorkers:
 
     async def _drain(self, thread_id: int) -> None:
         await self._ingest.wait_quiet()
-        epoch = await self._store.claim_thread(thread_id, self.owner)
-        if epoch is None:
+        claimed = await self._store.take_thread(thread_id, self.owner)
+        if claimed is None:
             log.debug("thread %s is worked by another process", thread_id)
             return
+        epoch, thread = claimed
         fence = Fence(thread_id, self.owner, epoch)
-        thread = await self._store.get_thread_by_id(thread_id)
-        opener = thread.key.thread_ts if thread is not None else None
+        opener = thread.key.thread_ts
         worked = False
         try:
             while True:

@@ -840,6 +840,18 @@ async def test_a_live_processs_lease_is_kept_and_a_dead_ones_taken(store: Store)
     assert taken == epoch + 2
 
 
+async def test_taking_a_thread_gives_its_row_with_the_new_epoch(store: Store) -> None:
+    thread_id = await _thread_id(store)
+    await store.heartbeat("worker-a", 30)
+    taken = await store.take_thread(thread_id, "worker-a")
+    assert taken is not None
+    epoch, thread = taken
+    assert thread.id == thread_id and thread.key.thread_ts
+    assert await store.claim_thread(thread_id, "worker-a") == epoch + 1  # ours already
+    await store.heartbeat("worker-b", 30)
+    assert await store.take_thread(thread_id, "worker-b") is None  # a live process holds it
+
+
 async def test_a_process_that_never_beat_holds_nothing(store: Store) -> None:
     thread_id = await _thread_id(store)
     assert await store.claim_thread(thread_id, "ghost") is not None
