@@ -20,6 +20,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.core.workers import ALIVE
+from bot.domain import TurnStatus
+from store import open_store
 from tests.e2e.bot_process import BotProcess
 from tests.e2e.tcp_proxy import TcpProxy
 from tests.fakes.openai_model import FunctionCall, Reply
@@ -27,6 +30,7 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_payloads import app_mention, block_actions, message, next_ts
 from tests.fakes.slack_server import FakeSlack, message_text
 
+IN_FLIGHT = [TurnStatus.RUNNING, TurnStatus.POSTING]
 LONG = " ".join(f"Step {i}: keep both sides balanced." for i in range(1, 121))
 
 
@@ -110,9 +114,7 @@ async def test_a_killed_process_s_answer_is_finished_once_by_another(
     d.openai.model.push(Reply(text=LONG, first_token_latency=0.2, write_time=5.0))
     event, _ = await first.mention("explain it at length")
     await d.slack.wait_for(lambda: "Step 10:" in d.thread_text("C1", event["ts"]), timeout=10)
-    assert first.process is not None
-    first.process.send_signal(signal.SIGKILL)
-    await first.process.wait()
+    await first.kill()
     killed, shown = time.monotonic(), len(d.thread_text("C1", event["ts"]))
     await d.slack.wait_for(lambda: len(d.thread_text("C1", event["ts"])) != shown, timeout=30)
     resumed = time.monotonic() - killed
@@ -182,25 +184,31 @@ async def test_a_stalled_process_that_lost_its_lease_writes_nothing_more(
     assert "took the thread over" in first.log, d.logs()
 
 
+async def _killed_while_posting(d: Deployment, reply: Reply) -> tuple[dict[str, Any], BotProcess]:
+    """Two processes; the first posts ``reply``'s message (or its failure notice) but dies
+    before recording it: Slack takes the post and answers slowly. Returns the student's
+    event and the process that takes the turn over."""
+    first, second = await d.start_bot(), await d.start_bot()
+    d.openai.model.push(reply, Reply(text="must not be asked"))
+    d.slack.delay_next("chat.postMessage", 2.0)
+    event, _ = await first.mention("solve 3x + 11 = 14")
+    await d.slack.wait_for(lambda: d.slack.calls_to("chat.postMessage"), timeout=20)
+    await first.kill()
+    await d.slack.wait_for(lambda: d.thread_text("C1", event["ts"]), timeout=10)
+    # The other process takes the turn over and finds the message by its metadata.
+    await d.slack.wait_for(lambda: "posted before a restart" in second.log, timeout=20)
+    await second.wait_idle(20)
+    return event, second
+
+
 async def test_a_reply_posted_but_not_recorded_is_not_posted_again(
     deployment: Deployment,
 ) -> None:
     d = deployment
-    first, second = await d.start_bot(), await d.start_bot()
-    d.openai.model.push(Reply(text="x = 1, because 3x = 3."))
-    # Slack takes the answer but answers slowly: the process dies before recording it.
-    d.slack.delay_next("chat.postMessage", 2.0)
-    event, _ = await first.mention("solve 3x + 11 = 14")
-    await d.slack.wait_for(lambda: d.slack.calls_to("chat.postMessage"), timeout=10)
-    assert first.process is not None
-    first.process.send_signal(signal.SIGKILL)
-    await first.process.wait()
-    await d.slack.wait_for(lambda: d.thread_text("C1", event["ts"]), timeout=10)
-    await asyncio.sleep(6.0)  # the other process takes the turn over…
-    await second.wait_idle(20)
+    event, second = await _killed_while_posting(d, Reply(text="x = 1, because 3x = 3."))
     replies = [m for m in d.slack.bot_messages("C1", event["ts"]) if m["ts"] != event["ts"]]
     assert [message_text(m) for m in replies] == ["x = 1, because 3x = 3."], d.logs()
-    assert "was posted before a restart" in second.log, d.logs()
+    assert "turn's answer" in second.log, d.logs()
 
 
 async def test_a_failure_notice_posted_but_not_recorded_is_not_lost_nor_repeated(
@@ -210,17 +218,7 @@ async def test_a_failure_notice_posted_but_not_recorded_is_not_lost_nor_repeated
     the process that takes the turn over finds the notice and records the failure; the
     student reads one notice, and the model is not asked again."""
     d = deployment
-    first, second = await d.start_bot(), await d.start_bot()
-    d.openai.model.push(Reply(fail="server_error"), Reply(text="must not be asked"))
-    d.slack.delay_next("chat.postMessage", 2.0)
-    event, _ = await first.mention("solve 3x + 11 = 14")
-    await d.slack.wait_for(lambda: d.slack.calls_to("chat.postMessage"), timeout=20)
-    assert first.process is not None
-    first.process.send_signal(signal.SIGKILL)
-    await first.process.wait()
-    await d.slack.wait_for(lambda: d.thread_text("C1", event["ts"]), timeout=10)
-    await asyncio.sleep(6.0)  # the other process takes the turn over…
-    await second.wait_idle(20)
+    event, second = await _killed_while_posting(d, Reply(fail="server_error"))
     replies = [m for m in d.slack.bot_messages("C1", event["ts"]) if m["ts"] != event["ts"]]
     assert len(replies) == 1 and "send your message again" in message_text(replies[0]), d.logs()
     assert "failure notice was posted before a restart" in second.log, d.logs()
@@ -228,7 +226,7 @@ async def test_a_failure_notice_posted_but_not_recorded_is_not_lost_nor_repeated
 
 
 async def test_a_turn_that_fails_while_the_database_is_down_still_tells_the_student(
-    deployment: Deployment, proxy: TcpProxy
+    deployment: Deployment, proxy: TcpProxy, pg_schema: str
 ) -> None:
     """The model fails a turn while the database is unreachable: this process's hold on
     the thread is in doubt, so the notice waits; once the database is back (the hold is
@@ -239,14 +237,21 @@ async def test_a_turn_that_fails_while_the_database_is_down_still_tells_the_stud
     hold = asyncio.Event()
     d.openai.model.push(Reply(fail="server_error", hold=hold))
     event, _ = await bot.mention("solve 3x + 11 = 14")
-    await d.slack.wait_for(
-        lambda: any(r.path == "/v1/responses" for r in d.openai.requests), timeout=10
-    )
-    await asyncio.sleep(1.0)  # the run is recorded as started
+    store = open_store(pg_schema)  # the database itself, not through the proxy
+    await store.open()
+    try:
+
+        async def run_recorded() -> bool:
+            return any(t.remote_run_id for t in await store.list_turns(statuses=IN_FLIGHT))
+
+        await d.slack.wait_for(run_recorded, timeout=10)
+    finally:
+        await store.close()
     proxy.cut()
-    await asyncio.sleep(4.0)  # the heartbeat runs out: the hold is in doubt
+    await d.slack.wait_for(lambda: "the database is unreachable" in bot.log, timeout=10)
+    await asyncio.sleep(ALIVE)  # past its heartbeat's life: the hold is in doubt
     hold.set()  # the model fails the turn now
-    await asyncio.sleep(2.0)
+    await d.slack.wait_for(lambda: "failed while its lease is in doubt" in bot.log, timeout=10)
     assert not d.thread_text("C1", event["ts"]), "nothing said while the hold is in doubt"
     proxy.restore()
     await d.slack.wait_for(lambda: d.thread_text("C1", event["ts"]), timeout=20)
@@ -374,11 +379,10 @@ async def test_a_quiz_posted_but_not_recorded_is_not_posted_again(
     event, _ = await first.mention("quiz me")
     await d.slack.wait_for(lambda: d.slack.calls_to("chat.postMessage"), timeout=10)
     assert "Warm-up" in json.dumps(d.slack.calls_to("chat.postMessage")[0].args)
-    assert first.process is not None
-    first.process.send_signal(signal.SIGKILL)
-    await first.process.wait()
+    await first.kill()
     await d.slack.wait_for(lambda: _quiz_messages(d, event["ts"]), timeout=10)
-    await asyncio.sleep(6.0)  # the other process takes the turn over…
+    # The other process takes the turn over and finds the quiz by its metadata.
+    await d.slack.wait_for(lambda: "was posted before a restart" in second.log, timeout=20)
     quizzes = _quiz_messages(d, event["ts"])
     assert len(quizzes) == 1, d.logs()
     [quiz] = quizzes
@@ -411,9 +415,7 @@ async def test_a_kill_while_a_first_answer_starts_gives_the_model_the_question_o
         lambda: any(run_path in r.path and r.method == "POST" for r in d.openai.requests),
         timeout=10,
     )
-    assert first.process is not None
-    first.process.send_signal(signal.SIGKILL)
-    await first.process.wait()
+    await first.kill()
     second = await d.start_bot(runtime=runtime)
     await d.slack.wait_for(lambda: "It is four." in d.thread_text("C1", event["ts"]), timeout=30)
     await second.wait_idle(30)
@@ -451,9 +453,7 @@ async def test_a_kill_while_quiz_answers_are_submitted_sends_them_once(
         ),
         timeout=10,
     )
-    assert first.process is not None
-    first.process.send_signal(signal.SIGKILL)
-    await first.process.wait()
+    await first.kill()
     second = await d.start_bot(runtime=runtime)
     await d.slack.wait_for(lambda: "Right, 4." in d.thread_text("C1", event["ts"]), timeout=30)
     await second.wait_idle(30)
